@@ -1,0 +1,68 @@
+"""The ``dcgan`` command. ``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone:
+it never imports TensorFlow, so it starts fast and works where TensorFlow is absent."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dcgan.errors import DcganError, run_main
+from dcgan.files import atomic_path
+
+log = logging.getLogger("dcgan.cli")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcgan", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sample = sub.add_parser("sample", help="generate digits from an exported generator (ONNX)")
+    sample.add_argument("--model", default="models/generator.onnx", help="generator .onnx file")
+    sample.add_argument("-n", "--num", type=_positive_int, default=64, help="how many images")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the noise z ~ N(0, 1)")
+    sample.add_argument("--out", type=Path, help="grid PNG to write")
+    sample.add_argument(
+        "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
+    )
+    sample.add_argument("--cols", type=_positive_int, help="grid columns (default: square)")
+    return parser
+
+
+def sample_command(args: argparse.Namespace) -> None:
+    from dcgan.plots import save_grid
+    from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
+
+    if args.out is None and args.npy is None:
+        raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
+    session = load_session(args.model)
+    images = generate(session, draw_noise(args.num, z_dim_of(session), args.seed))
+    if args.out is not None:
+        save_grid(images, args.out, cols=args.cols)
+        log.info("wrote %d samples to %s", len(images), args.out)
+    if args.npy is not None:
+        with atomic_path(args.npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, images)
+        log.info("wrote %s %s to %s", images.dtype, images.shape, args.npy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"sample": sample_command}
+    return run_main(lambda: commands[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

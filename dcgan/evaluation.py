@@ -1,0 +1,80 @@
+"""The evaluate stage: ONNX (onnxruntime) against Keras on the same noise, plus a sample grid."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dcgan.config import EvaluateConfig, flat_params
+from dcgan.errors import DcganError
+from dcgan.files import write_json
+from dcgan.models import generator_z_dim, load_model
+from dcgan.plots import save_grid
+from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
+from dcgan.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def keras_generate(generator, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """The Keras generator in inference mode, compiled, batch by batch."""
+    call = tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
+    return np.concatenate(
+        [call(tf.constant(z[i : i + batch_size])).numpy() for i in range(0, len(z), batch_size)]
+    )
+
+
+def evaluate(
+    cfg: EvaluateConfig,
+    onnx_path: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    reports_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Compare ONNX and Keras outputs; write reports/metrics.json and a grid of ONNX samples.
+
+    Raises DcganError when max |onnx - keras| exceeds ``cfg.tolerance``.
+    """
+    onnx_path, models_dir, reports_dir = Path(onnx_path), Path(models_dir), Path(reports_dir)
+    session = load_session(onnx_path)
+    z_dim = z_dim_of(session)
+    generator = load_model(models_dir / "generator.keras")
+    if generator_z_dim(generator) != z_dim:
+        raise DcganError(
+            f"{models_dir / 'generator.keras'} takes z of width "
+            f"{generator_z_dim(generator)} but {onnx_path} takes {z_dim}; "
+            "re-export with `dvc repro -f export`"
+        )
+    z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
+    onnx_images = generate(session, z)  # (N, 28, 28, 1)
+    keras_images = keras_generate(generator, z)
+    diff = np.abs(onnx_images.astype(np.float64) - keras_images.astype(np.float64))
+    metrics = {
+        "num_samples": int(cfg.num_samples),
+        "onnx_max_abs_diff": float(diff.max()),
+        "onnx_mean_abs_diff": float(diff.mean()),
+        "onnx_within_tolerance": bool(diff.max() <= cfg.tolerance),
+    }
+    write_json(reports_dir / "metrics.json", metrics)
+    grid = save_grid(onnx_images[:64], reports_dir / "onnx_samples.png", cols=8)
+
+    meta = session.get_modelmeta().custom_metadata_map
+    run_id = meta.get("mlflow_run_id")
+    tracker = Tracker.resume(run_id) if run_id else None
+    if tracker is not None:
+        tracker.log_params(flat_params("evaluate", cfg))
+        tracker.log_metrics({k: float(v) for k, v in metrics.items()})
+        tracker.log_artifact(grid)
+    log.info("evaluate: %s", json.dumps(metrics))
+    if not metrics["onnx_within_tolerance"]:
+        raise DcganError(
+            f"ONNX and Keras outputs differ by up to {metrics['onnx_max_abs_diff']:.3g}"
+            f", above evaluate.tolerance={cfg.tolerance:g}; check the export "
+            "(training=False trace, opset) or raise the tolerance"
+        )
+    return metrics

@@ -1,0 +1,131 @@
+"""Generator -> ONNX with tf2onnx, traced in inference mode, self-describing metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from dcgan.config import ExportConfig, flat_params
+from dcgan.errors import DcganError
+from dcgan.files import atomic_path
+from dcgan.models import generator_z_dim, load_model
+from dcgan.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "z"
+OUTPUT_NAME = "image"
+
+
+def generator_to_onnx(
+    generator: keras.Model, opset: int, metadata: dict[str, Any] | None = None
+) -> onnx.ModelProto:
+    """Convert a Keras generator to an ONNX model with input ``z`` [N, z_dim] and output
+    ``image`` [N, 28, 28, 1] (NHWC, in [-1, 1]); the batch dimension stays dynamic.
+
+    ``tf2onnx.convert.from_keras`` fails on Keras 3 models (tf2onnx #2448), so we trace
+    ``generator(z, training=False)`` ourselves. ``training=False`` matters: a training-mode
+    trace exports batch-statistics BatchNorm, whose output depends on the batch.
+    """
+    z_dim = generator_z_dim(generator)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, z_dim), tf.float32, name=INPUT_NAME)])
+    def sample(z: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: generator(z, training=False)}  # dict key names the ONNX output
+
+    model, _ = tf2onnx.convert.from_function(
+        sample, input_signature=sample.input_signature, opset=opset
+    )
+    model.doc_string = "DCGAN generator (GANs in Action, ch. 4): z ~ N(0, 1) -> 28x28 digit"
+    meta = {
+        "z_dim": str(z_dim),
+        "input": f"{INPUT_NAME}: float32 [N, {z_dim}], z ~ N(0, 1)",
+        "output": f"{OUTPUT_NAME}: float32 [N, 28, 28, 1], NHWC",
+        "output_range": "[-1, 1]; pixel = (x + 1) * 127.5",
+        "layout": "NHWC",
+        **(metadata or {}),
+    }
+    onnx.helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata an exported file carries (z_dim, layout, params, ...)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def export(
+    cfg: ExportConfig, models_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str]
+) -> Path:
+    """The export stage: models/generator.keras -> ``onnx_path``, logged to the training's run."""
+    models_dir, onnx_path = Path(models_dir), Path(onnx_path)
+    training = _read_training(models_dir)
+    generator = load_model(models_dir / "generator.keras")
+    z_dim = generator_z_dim(generator)
+    if z_dim != training["z_dim"]:
+        raise DcganError(
+            f"{models_dir / 'generator.keras'} takes z of width {z_dim} but "
+            f"{models_dir / 'training.json'} says {training['z_dim']}; "
+            "retrain with `dvc repro -f train`"
+        )
+    params = {**training["params"], **flat_params("export", cfg)}
+    model = generator_to_onnx(
+        generator,
+        cfg.opset,
+        {
+            "params": json.dumps(params, sort_keys=True),
+            "mlflow_run_id": training["mlflow"]["run_id"],
+            "data_sha256": training["data"].get("sha256") or "",
+        },
+    )
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(model, str(tmp))
+    log.info(
+        "exported %s (opset %d, %.1f MB)", onnx_path, cfg.opset, onnx_path.stat().st_size / 1e6
+    )
+
+    tracker = Tracker.resume(training["mlflow"]["run_id"])
+    if tracker is not None:
+        tracker.log_params(flat_params("export", cfg))
+        tracker.log_metrics({"onnx_size_mb": onnx_path.stat().st_size / 1e6})
+        _log_onnx_model(tracker, model, z_dim)
+    return onnx_path
+
+
+def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> None:
+    import mlflow
+    import numpy as np
+    import onnxruntime as ort
+    from mlflow.models import infer_signature
+
+    example = np.random.default_rng(0).standard_normal((2, z_dim)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (image,) = session.run([OUTPUT_NAME], {INPUT_NAME: example})
+    mlflow.set_tracking_uri(tracker.uri)
+    with mlflow.start_run(run_id=tracker.run_id):
+        mlflow.onnx.log_model(
+            model,
+            name="generator",
+            signature=infer_signature(example, image),
+            input_example=example,
+        )
+
+
+def _read_training(models_dir: Path) -> dict[str, Any]:
+    path = models_dir / "training.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
+    except json.JSONDecodeError as exc:
+        raise DcganError(f"{path} is not valid JSON ({exc}); run `dvc repro -f train`") from None

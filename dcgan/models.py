@@ -1,0 +1,82 @@
+"""The book's generator and discriminator (GANs in Action, chapter 4), in Keras 3.
+
+Shapes follow the book's code, not its comments: the discriminator's third convolution
+with ``padding='same'`` and stride 2 turns 7x7x64 into 4x4x128 (the book's comment says
+3x3x128), so Flatten gives 2048 features.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from dcgan.errors import DcganError
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def build_generator(z_dim: int, leaky_slope: float = 0.01) -> keras.Sequential:
+    """z (N, z_dim) -> image (N, 28, 28, 1) in [-1, 1]."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(z_dim,), name="z"),
+            layers.Dense(256 * 7 * 7, name="dense"),  # (N, 12544)
+            layers.Reshape((7, 7, 256), name="reshape"),  # (N, 7, 7, 256)
+            layers.Conv2DTranspose(
+                128, 3, strides=2, padding="same", name="deconv1"
+            ),  # (N, 14, 14, 128)
+            layers.BatchNormalization(name="bn1"),
+            layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
+            layers.Conv2DTranspose(
+                64, 3, strides=1, padding="same", name="deconv2"
+            ),  # (N, 14, 14, 64)
+            layers.BatchNormalization(name="bn2"),
+            layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
+            layers.Conv2DTranspose(
+                1, 3, strides=2, padding="same", name="deconv3"
+            ),  # (N, 28, 28, 1)
+            layers.Activation("tanh", name="tanh"),
+        ],
+        name="generator",
+    )
+
+
+def build_discriminator(leaky_slope: float = 0.01) -> keras.Sequential:
+    """image (N, 28, 28, 1) -> probability (N, 1) that the image is real."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=IMAGE_SHAPE, name="image"),
+            layers.Conv2D(32, 3, strides=2, padding="same", name="conv1"),  # (N, 14, 14, 32)
+            layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
+            layers.Conv2D(64, 3, strides=2, padding="same", name="conv2"),  # (N, 7, 7, 64)
+            layers.BatchNormalization(name="bn2"),
+            layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
+            # The book's comment says 3x3x128; 'same' padding with stride 2 gives ceil(7/2) = 4.
+            layers.Conv2D(128, 3, strides=2, padding="same", name="conv3"),  # (N, 4, 4, 128)
+            layers.BatchNormalization(name="bn3"),
+            layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu3"),
+            layers.Flatten(name="flatten"),  # (N, 2048)
+            layers.Dense(1, activation="sigmoid", name="dense"),  # (N, 1)
+        ],
+        name="discriminator",
+    )
+
+
+def load_model(path: str | os.PathLike[str]) -> keras.Model:
+    """Load a saved .keras model with ``safe_mode=True`` (no arbitrary code from Lambda layers)."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except FileNotFoundError:
+        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DcganError(
+            f"{path} cannot be loaded safely ({first}); re-create it with `dvc repro train`"
+        ) from None
+
+
+def generator_z_dim(generator: keras.Model) -> int:
+    """The noise width a (possibly loaded) generator expects."""
+    return int(generator.input_shape[-1])

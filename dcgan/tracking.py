@@ -1,0 +1,178 @@
+"""MLflow: one run per training, continued by export and evaluate through its run id.
+
+The default store is ``sqlite:///<repo>/mlflow.db`` at the *main* repository root, also
+from inside DVC's temporary experiment copies (``.dvc/tmp/exps/...``), so workspace runs
+and queued experiments land in one store. ``MLFLOW_TRACKING_URI`` overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+
+def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The main repository root: above ``.dvc/tmp/exps/<copy>`` if we run inside one."""
+    here = Path(start or os.getcwd()).resolve()
+    parts = here.parts
+    # A queued `dvc exp run` executes in <root>/.dvc/tmp/exps/<tmp>/...; its store would be lost.
+    for i in range(len(parts) - 3):
+        if parts[i] == ".dvc" and parts[i + 1] == "tmp" and parts[i + 2] == "exps":
+            return Path(*parts[:i])
+    for candidate in (here, *here.parents):
+        if (candidate / "dvc.yaml").is_file() or (candidate / ".dvc").is_dir():
+            return candidate
+    return here
+
+
+def tracking_uri(root: str | os.PathLike[str] | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI`` or the SQLite store at the repository root, as an absolute URI."""
+    env = os.environ.get(ENV_URI, "").strip()
+    if env:
+        return env
+    return f"sqlite:///{(Path(root) if root else repo_root()) / 'mlflow.db'}"
+
+
+def _default_artifact_root(uri: str) -> str | None:
+    """Keep artifacts next to a local SQLite store (MLflow would use ./mlruns of the cwd)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
+    return None
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class Tracker:
+    """A thin handle on one MLflow run, addressed by id (no global active-run state)."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.run_id = run_id
+        self.client = MlflowClient(tracking_uri=uri)
+
+    @classmethod
+    def start(
+        cls,
+        experiment: str,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        uri: str | None = None,
+    ) -> Tracker:
+        """Create a run in ``experiment`` (created on first use)."""
+        from mlflow.tracking import MlflowClient
+
+        uri = uri or tracking_uri()
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            exp_id = client.create_experiment(
+                experiment, artifact_location=_artifact_location(uri, experiment)
+            )
+        else:
+            exp_id = exp.experiment_id
+        run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
+        log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
+        return cls(uri, run.info.run_id)
+
+    @classmethod
+    def resume(cls, run_id: str, uri: str | None = None) -> Tracker | None:
+        """Re-open a run by id; None (with a warning) if this store does not hold it."""
+        from mlflow.exceptions import MlflowException
+
+        tracker = cls(uri or tracking_uri(), run_id)
+        try:
+            tracker.client.get_run(run_id)
+        except MlflowException:
+            log.warning(
+                "MLflow run %s is not in %s; not logging this stage to MLflow "
+                "(run `dvc repro -f train` to record a new run there)",
+                run_id,
+                tracker.uri,
+            )
+            return None
+        return tracker
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; a value that differs from the one already recorded is kept as a tag."""
+        from mlflow.entities import Param, RunTag
+
+        existing = self.client.get_run(self.run_id).data.params
+        new = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        changed = [
+            RunTag(f"rerun.{k}", str(v))
+            for k, v in params.items()
+            if k in existing and existing[k] != str(v)
+        ]
+        for tag in changed:
+            log.warning(
+                "MLflow run already records %s=%s; this rerun used %s (kept as tag %s)",
+                tag.key[6:],
+                existing[tag.key[6:]],
+                tag.value,
+                tag.key,
+            )
+        if new or changed:
+            self.client.log_batch(self.run_id, params=new, tags=changed)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    root = _default_artifact_root(uri)
+    return f"{root}/{experiment}" if root else None
+
+
+def run_tags(data_source: str | None = None) -> dict[str, str]:
+    """Git commit, DVC experiment name (set by `dvc exp run`) and data source."""
+    tags: dict[str, str] = {}
+    commit = git_commit(repo_root())
+    if commit:
+        tags["git_commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc_exp_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    if data_source:
+        tags["data_source"] = data_source
+    return tags

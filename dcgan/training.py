@@ -1,0 +1,309 @@
+"""The book's training loop as one compiled TensorFlow step, and the train stage around it.
+
+One iteration, exactly as in *GANs in Action*, chapter 4:
+
+1. draw ``batch_size`` real images at random (with replacement) and z ~ N(0, 1);
+2. generate a fake batch with G in inference mode (the book calls ``generator.predict``);
+3. one Adam step of D on the real batch (label 1), then one on the fake batch (label 0):
+   two separate batches, so D's BatchNorm sees them separately; D's loss and accuracy are
+   the mean of the two;
+4. draw fresh z and take one Adam step of G through D (label 1) with D untouched.
+
+The book freezes D with ``discriminator.trainable = False`` before compiling the combined
+model. In Keras 3 that flag also stops ``discriminator.train_on_batch`` from training D,
+so we do not port it: the G step differentiates with respect to G's variables only, and
+calls D statelessly so D's BatchNorm statistics are not updated either. As in the book's
+Keras 2 code, D's BatchNorm normalises with the batch statistics of the fake batch there.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dcgan.config import TrainConfig, flat_params
+from dcgan.data import load_prepared
+from dcgan.files import atomic_path, write_json
+from dcgan.models import build_discriminator, build_generator
+from dcgan.plots import save_grid, save_history_plot
+from dcgan.tracking import Tracker, run_tags
+
+log = logging.getLogger(__name__)
+
+GRID_SIZE = 16  # 4x4 grid of the fixed noise batch
+HISTORY_FIELDS = ("iteration", "d_loss", "d_accuracy", "g_loss")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    # Costs nothing measurable on CPU here and makes "same params -> same weights" hold.
+    tf.config.experimental.enable_op_determinism()
+
+
+def fixed_noise(z_dim: int, seed: int, n: int = GRID_SIZE) -> np.ndarray:
+    """The noise batch behind every progress grid, so grids are comparable across intervals."""
+    return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+
+
+class GAN:
+    """G, D, their optimizers, the training images on the device and one seeded RNG."""
+
+    def __init__(self, cfg: TrainConfig, images: np.ndarray) -> None:
+        if images.ndim != 4 or images.shape[1:] != (28, 28, 1) or len(images) == 0:
+            raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.generator = build_generator(cfg.z_dim, cfg.leaky_slope)
+        self.discriminator = build_discriminator(cfg.leaky_slope)
+        self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
+        self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)
+        # Build optimizer slots now: variables cannot be created inside the compiled step.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.bce = keras.losses.BinaryCrossentropy()
+        self.images = tf.constant(images, dtype=tf.float32)  # (N, 28, 28, 1), stays on device
+        self.rng = tf.random.Generator.from_seed(cfg.seed)
+        self._compiled_step = tf.function(self._step, reduce_retracing=True)
+
+    # -- the maths -------------------------------------------------------------------------
+
+    def _d_update(self, images: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+        """One Adam step of D on one batch; returns (loss, accuracy) before the step."""
+        d = self.discriminator
+        labels = tf.fill([tf.shape(images)[0], 1], label)
+        with tf.GradientTape() as tape:
+            pred = d(images, training=True)  # (B, 1)
+            loss = self.bce(labels, pred)
+        grads = tape.gradient(loss, d.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables, strict=True))
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(pred > 0.5, labels > 0.5), tf.float32))
+        return loss, accuracy
+
+    def _g_update(self, z: tf.Tensor) -> tf.Tensor:
+        """One Adam step of G through D; D's weights and BatchNorm statistics stay untouched."""
+        g, d = self.generator, self.discriminator
+        labels = tf.ones([tf.shape(z)[0], 1])
+        d_trainable = [v.value for v in d.trainable_variables]
+        d_non_trainable = [v.value for v in d.non_trainable_variables]
+        with tf.GradientTape() as tape:
+            fake = g(z, training=True)  # (B, 28, 28, 1); updates G's BatchNorm statistics
+            # stateless_call returns D's would-be BatchNorm updates, which we drop: D is frozen.
+            pred, _ = d.stateless_call(d_trainable, d_non_trainable, fake, training=True)
+            loss = self.bce(labels, pred)
+        grads = tape.gradient(loss, g.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables, strict=True))
+        return loss
+
+    def _step(self) -> dict[str, tf.Tensor]:
+        cfg = self.cfg
+        n = tf.shape(self.images, out_type=tf.int64)[0]
+        idx = self.rng.uniform([cfg.batch_size], 0, n, dtype=tf.int64)  # with replacement
+        real = tf.gather(self.images, idx)  # (B, 28, 28, 1)
+        z = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim)
+        fake = self.generator(z, training=False)  # the book's generator.predict(z)
+        d_loss_real, d_acc_real = self._d_update(real, 1.0)
+        d_loss_fake, d_acc_fake = self._d_update(fake, 0.0)
+        g_loss = self._g_update(self.rng.normal([cfg.batch_size, cfg.z_dim]))
+        return {
+            "d_loss": 0.5 * (d_loss_real + d_loss_fake),
+            "d_accuracy": 0.5 * (d_acc_real + d_acc_fake),
+            "g_loss": g_loss,
+        }
+
+    # -- the public surface ----------------------------------------------------------------
+
+    def train_step(self) -> dict[str, tf.Tensor]:
+        """One iteration (two D steps, one G step), compiled; returns d_loss, d_accuracy, g_loss."""
+        return self._compiled_step()
+
+    def d_step(self, images: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+        """One discriminator step alone (for tests and benchmarks)."""
+        return tf.function(self._d_update)(images, label)
+
+    def g_step(self, z: tf.Tensor) -> tf.Tensor:
+        """One generator step alone (for tests and benchmarks)."""
+        return tf.function(self._g_update)(z)
+
+    @property
+    def trace_count(self) -> int:
+        """How often the compiled step was traced; more than one means retracing."""
+        return self._compiled_step.experimental_get_tracing_count()
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """Images (N, 28, 28, 1) in [-1, 1] from G in inference mode."""
+        return self.generator(tf.constant(z, tf.float32), training=False).numpy()
+
+
+@dataclass
+class History:
+    """What was recorded at each interval; written as reports/train_history.csv."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, iteration: int, metrics: dict[str, float]) -> None:
+        self.rows.append({"iteration": iteration, **metrics})
+
+    def column(self, name: str) -> list[float]:
+        return [row[name] for row in self.rows]
+
+    def write_csv(self, path: str | os.PathLike[str]) -> None:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow(
+                    {
+                        k: (int(row[k]) if k == "iteration" else f"{row[k]:.6f}")
+                        for k in HISTORY_FIELDS
+                    }
+                )
+
+
+IntervalCallback = Callable[[int, dict[str, float], np.ndarray], None]
+
+
+def train_loop(
+    gan: GAN,
+    on_interval: IntervalCallback | None = None,
+    progress: bool | None = None,
+) -> History:
+    """Run ``cfg.iterations`` steps; at every sample interval and at the last iteration,
+    record the losses and hand them and a grid of the fixed noise batch to ``on_interval``.
+
+    ``progress``: True/False forces the progress bar on/off; None shows it on a terminal only
+    (the interval lines in the log say the same for CI logs).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = gan.cfg
+    history = History()
+    z_fixed = fixed_noise(cfg.z_dim, cfg.seed)
+    bar = tqdm(
+        range(1, cfg.iterations + 1),
+        desc="train",
+        unit="it",
+        disable=None if progress is None else not progress,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter()
+    for iteration in bar:
+        metrics = gan.train_step()
+        last = iteration == cfg.iterations
+        if iteration % cfg.sample_interval == 0 or last:
+            values = {k: float(v) for k, v in metrics.items()}
+            if not all(np.isfinite(v) for v in values.values()):
+                log.warning("non-finite losses at iteration %d: %s", iteration, values)
+            history.add(iteration, values)
+            elapsed = time.perf_counter() - start
+            eta = elapsed / iteration * (cfg.iterations - iteration)
+            log.info(
+                "iteration %d/%d  d_loss %.4f  d_accuracy %.2f%%  g_loss %.4f  "
+                "(%.3f s/it, ETA %.0f s)",
+                iteration,
+                cfg.iterations,
+                values["d_loss"],
+                100 * values["d_accuracy"],
+                values["g_loss"],
+                elapsed / iteration,
+                eta,
+            )
+            bar.set_postfix(
+                d_loss=f"{values['d_loss']:.3f}",
+                d_acc=f"{values['d_accuracy']:.0%}",
+                g_loss=f"{values['g_loss']:.3f}",
+                refresh=False,
+            )
+            if on_interval is not None:
+                on_interval(iteration, values, gan.generate(z_fixed))
+    bar.close()
+    return history
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    reports_dir: str | os.PathLike[str],
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """The train stage: train on the prepared data, save models, history, grids and plots,
+    and record everything in one MLflow run. Returns the final metrics."""
+    models_dir, reports_dir = Path(models_dir), Path(reports_dir)
+    data = load_prepared(data_dir)
+    samples_dir = reports_dir / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for stale in samples_dir.glob("*.png"):
+        stale.unlink()
+
+    params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
+    tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
+    try:
+        tracker.log_params(params)
+        gan = GAN(cfg, data.x_train)
+
+        def on_interval(iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+            path = save_grid(grid, samples_dir / f"iter_{iteration:06d}.png")
+            tracker.log_metrics(metrics, step=iteration)
+            tracker.log_artifact(path, "samples")
+
+        start = time.perf_counter()
+        history = train_loop(gan, on_interval, progress=progress)
+        seconds = time.perf_counter() - start
+
+        models_dir.mkdir(parents=True, exist_ok=True)
+        for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+            with atomic_path(models_dir / f"{name}.keras") as tmp:
+                model.save(tmp)
+        history.write_csv(reports_dir / "train_history.csv")
+        plot = save_history_plot(
+            history.column("iteration"),
+            history.column("d_loss"),
+            history.column("g_loss"),
+            history.column("d_accuracy"),
+            reports_dir / "losses.png",
+        )
+        final = {k: history.rows[-1][k] for k in ("d_loss", "d_accuracy", "g_loss")}
+        final["seconds_per_iteration"] = seconds / cfg.iterations
+        write_json(reports_dir / "train_metrics.json", final)
+        write_json(
+            models_dir / "training.json",
+            {
+                "z_dim": cfg.z_dim,
+                "image_shape": [28, 28, 1],
+                "output_range": [-1.0, 1.0],
+                "params": params,
+                "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
+                "mlflow": {
+                    "run_id": tracker.run_id,
+                    "tracking_uri": tracker.uri,
+                    "experiment": cfg.experiment,
+                },
+            },
+        )
+        tracker.log_metrics({"seconds_per_iteration": final["seconds_per_iteration"]})
+        tracker.log_artifact(plot)
+        tracker.log_artifact(reports_dir / "train_history.csv")
+        tracker.finish()
+    except BaseException:
+        tracker.finish("KILLED")
+        raise
+    log.info(
+        "trained %d iterations in %.0f s (%.3f s/iteration): %s",
+        cfg.iterations,
+        seconds,
+        final["seconds_per_iteration"],
+        final,
+    )
+    return final

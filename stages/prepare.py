@@ -1,0 +1,23 @@
+"""prepare: MNIST -> normalised .npy splits. Kept short on purpose; the work is in dcgan.data."""
+
+import argparse
+import sys
+
+from dcgan.config import load_config
+from dcgan.errors import run_main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (block prepare:)")
+    parser.add_argument("--out", default="data/prepared", help="output folder")
+    args = parser.parse_args()
+    cfg = load_config("prepare", args.params)  # fails on bad params before any work
+
+    from dcgan.data import prepare
+
+    prepare(cfg, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

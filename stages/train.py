@@ -1,0 +1,25 @@
+"""train: the book's DCGAN on the prepared data, logged to MLflow. The work is in dcgan.training."""
+
+import argparse
+import sys
+
+from dcgan.config import load_config
+from dcgan.errors import run_main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (block train:)")
+    parser.add_argument("--data", default="data/prepared", help="prepared data folder")
+    parser.add_argument("--models", default="models", help="where the .keras models go")
+    parser.add_argument("--reports", default="reports", help="where history, grids and plots go")
+    args = parser.parse_args()
+    cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
+
+    from dcgan.training import train  # seeds everything from cfg.seed
+
+    train(cfg, args.data, args.models, args.reports)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

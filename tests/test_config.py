@@ -1,0 +1,138 @@
+"""params.yaml is strict: unknown, missing, mistyped and out-of-range keys fail, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dcgan.config import STAGES, TrainConfig, config_from_dict, load_all, load_config
+from dcgan.errors import DcganError
+
+from .conftest import ROOT, write_params
+
+
+def test_repository_params_load(repo_params):
+    assert set(repo_params) == set(STAGES)
+    assert repo_params["train"].z_dim == 100  # the book's z_dim
+    assert repo_params["train"].batch_size == 128  # the book's batch size
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "value", "message"),
+    [
+        ("train", "iterations", 0, "train.iterations must be a positive integer, got 0"),
+        ("train", "iterations", -5, "train.iterations must be a positive integer"),
+        ("train", "batch_size", 0, "train.batch_size must be a positive integer"),
+        ("train", "iterations", "many", "train.iterations must be int, got 'many'"),
+        ("train", "iterations", True, "train.iterations must be int, got True"),
+        ("train", "iterations", 10.5, "train.iterations must be int"),
+        ("train", "g_learning_rate", "fast", "train.g_learning_rate must be float"),
+        ("train", "d_learning_rate", 0, "train.d_learning_rate must be > 0"),
+        ("train", "beta_1", 1.0, "train.beta_1 must be in [0, 1)"),
+        ("train", "experiment", 3, "train.experiment must be str"),
+        ("prepare", "test_fraction", 1.5, "prepare.test_fraction must be between 0 and 1"),
+        ("export", "opset", 21, "export.opset must be between 13 and 18"),
+        ("evaluate", "tolerance", -1.0, "evaluate.tolerance must be > 0"),
+        ("evaluate", "num_samples", 0, "evaluate.num_samples must be a positive integer"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, block, key, value, message):
+    path = write_params(tmp_path / "params.yaml", **{block: {key: value}})
+    with pytest.raises(
+        DcganError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
+        load_config(block, path)
+
+
+def test_integers_are_accepted_for_floats(tmp_path):
+    path = write_params(tmp_path / "params.yaml", train={"beta_1": 0, "g_learning_rate": 1})
+    cfg = load_config("train", path)
+    assert isinstance(cfg.g_learning_rate, float) and cfg.g_learning_rate == 1.0
+
+
+def test_unknown_key(tmp_path):
+    path = write_params(tmp_path / "params.yaml", train={"iteratons": 10})
+    with pytest.raises(DcganError, match="unknown key train.iteratons"):
+        load_config("train", path)
+
+
+def test_missing_key(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["train"]["z_dim"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(DcganError, match="missing key train.z_dim"):
+        load_config("train", tmp_path / "params.yaml")
+
+
+def test_unknown_block(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text() + "\ntrian:\n  iterations: 3\n")
+    with pytest.raises(DcganError, match="unknown block trian"):
+        load_all(path)
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  iterations: [1, 2\n")
+    with pytest.raises(DcganError, match=r"is not valid YAML at line \d+, column \d+"):
+        load_config("train", path)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(DcganError, match="not found"):
+        load_config("train", tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("stage", ["prepare", "train", "export", "evaluate"])
+def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text().replace(f"{stage}:\n", f"{stage}:\n  bogus: 1\n", 1))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"error: params.yaml: unknown key {stage}.bogus; known keys are "
+        + ", ".join(f.name for f in __import__("dataclasses").fields(STAGES[stage]))
+    ]
+    assert not out.exists()
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [f.name for f in __import__("dataclasses").fields(TrainConfig)] + ["extra"]
+        ),
+        _scalars,
+    )
+)
+def test_fuzz_train_block_raises_only_dcgan_errors(block):
+    """Whatever the block holds, the loader returns a valid config or raises DcganError."""
+    try:
+        cfg = config_from_dict(TrainConfig, block, "train")
+    except DcganError as exc:
+        assert "\n" not in str(exc) and "train." in str(exc)
+    else:
+        assert cfg.iterations > 0 and cfg.batch_size > 0

@@ -1,0 +1,87 @@
+"""ONNX export: parity with Keras, names, dynamic batch, metadata; evaluate's tolerance gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from dcgan.evaluation import evaluate, keras_generate
+from dcgan.export import generator_to_onnx
+from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
+    """A generator after a few real steps, so BatchNorm statistics are not at their defaults."""
+    from dcgan.training import GAN, train_loop
+
+    gan = GAN(tiny_train_cfg, tiny_images)
+    train_loop(gan, progress=False)
+    folder = tmp_path_factory.mktemp("export")
+    model = generator_to_onnx(gan.generator, opset=17, metadata={"params": "{}"})
+    onnx.save(model, str(folder / "generator.onnx"))
+    gan.generator.save(folder / "generator.keras")
+    return gan.generator, folder
+
+
+@pytest.mark.parametrize("batch", [1, 17])
+def test_onnx_matches_keras(trained, batch):
+    generator, folder = trained
+    session = load_session(folder / "generator.onnx")
+    z = draw_noise(batch, 100, seed=batch)
+    onnx_out = generate(session, z)
+    keras_out = keras_generate(generator, z)
+    assert onnx_out.shape == keras_out.shape == (batch, 28, 28, 1)
+    assert np.abs(onnx_out - keras_out).max() <= 1e-5
+
+
+def test_onnx_interface_and_metadata(trained):
+    _, folder = trained
+    model = onnx.load(str(folder / "generator.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "z" and out.name == "image"
+    in_dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+    out_dims = [d.dim_value or d.dim_param for d in out.type.tensor_type.shape.dim]
+    assert isinstance(in_dims[0], str) and in_dims[1:] == [100]  # dynamic batch
+    assert isinstance(out_dims[0], str) and out_dims[1:] == [28, 28, 1]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["z_dim"] == "100" and meta["layout"] == "NHWC"
+    assert "[-1, 1]" in meta["output_range"] and json.loads(meta["params"]) == {}
+    assert z_dim_of(load_session(folder / "generator.onnx")) == 100
+
+
+def test_onnx_output_does_not_depend_on_the_batch(trained):
+    """A training-mode trace would normalise with batch statistics; ours must not."""
+    _, folder = trained
+    session = load_session(folder / "generator.onnx")
+    z = draw_noise(9, 100, seed=0)
+    alone = np.concatenate([generate(session, z[i : i + 1]) for i in range(9)])
+    assert np.abs(alone - generate(session, z)).max() <= 1e-6
+
+
+def _evaluate(folder, reports, tolerance):
+    from dcgan.config import EvaluateConfig
+
+    cfg = EvaluateConfig(num_samples=20, seed=0, tolerance=tolerance)
+    return evaluate(cfg, folder / "generator.onnx", folder, reports)
+
+
+def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
+    _, folder = trained
+    metrics = _evaluate(folder, tmp_path, tolerance=1e-5)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == metrics and saved["num_samples"] == 20
+    assert 0 <= saved["onnx_max_abs_diff"] <= 1e-5 and saved["onnx_within_tolerance"] is True
+    assert (tmp_path / "onnx_samples.png").stat().st_size > 0
+
+
+def test_evaluate_fails_above_tolerance(trained, tmp_path):
+    from dcgan.errors import DcganError
+
+    _, folder = trained
+    with pytest.raises(DcganError, match="above evaluate.tolerance"):
+        _evaluate(folder, tmp_path, tolerance=1e-12)

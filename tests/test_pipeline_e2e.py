@@ -1,0 +1,122 @@
+"""End to end: `dvc repro` for real on a tiny config, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, write_params
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3},
+    "evaluate": {"num_samples": 50},
+}
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def copy_repository(dest: Path) -> Path:
+    """The files git would clone (tracked and untracked-but-not-ignored), nothing generated."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = copy_repository(tmp_path_factory.mktemp("repo"))
+    write_params(repo / "params.yaml", **TINY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    run(["git", "init", "-q", "-b", "main"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", "tiny"], repo, env)
+    run(["dvc", "repro"], repo, env)
+    return repo, env
+
+
+def test_every_output_exists(repo):
+    repo, _ = repo
+    for name in ("x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json"):
+        assert (repo / "data/prepared" / name).is_file()
+    for name in ("generator.keras", "discriminator.keras", "generator.onnx", "training.json"):
+        assert (repo / "models" / name).stat().st_size > 0
+    for name in ("losses.png", "onnx_samples.png", "metrics.json", "train_metrics.json"):
+        assert (repo / "reports" / name).stat().st_size > 0
+    assert sorted(p.name for p in (repo / "reports/samples").iterdir()) == [
+        "iter_000003.png",
+        "iter_000006.png",
+    ]
+    history = (repo / "reports/train_history.csv").read_text().splitlines()
+    assert history[0] == "iteration,d_loss,d_accuracy,g_loss" and len(history) == 3
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["num_samples"] == 50 and metrics["onnx_max_abs_diff"] <= 1e-5
+
+
+def test_dvc_metrics_show_and_up_to_date(repo):
+    repo, env = repo
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env))
+    flat = json.dumps(shown)
+    assert "onnx_max_abs_diff" in flat and "seconds_per_iteration" in flat
+    status = run(["dvc", "repro"], repo, env)
+    assert "Data and pipelines are up to date" in status
+
+
+def test_mlflow_store_holds_the_run(repo):
+    repo, _ = repo
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("dcgan")
+    (run_info,) = client.search_runs([experiment.experiment_id])
+    run_id = run_info.info.run_id
+    assert json.loads((repo / "models/training.json").read_text())["mlflow"]["run_id"] == run_id
+    data = run_info.data
+    assert data.params["train.iterations"] == "6" and data.params["export.opset"] == "17"
+    assert data.params["prepare.source"] == "sample" and data.tags["data_source"] == "sample"
+    assert len(data.tags["git_commit"]) == 40
+    assert [m.step for m in client.get_metric_history(run_id, "d_loss")] == [3, 6]
+    assert data.metrics["onnx_max_abs_diff"] <= 1e-5
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"samples", "losses.png", "onnx_samples.png"} <= artifacts
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.onnx.load_model(f"runs:/{run_id}/generator")
+    assert model.graph.input[0].name == "z"
+    # Artifacts live next to the store, not in whatever folder a stage ran from.
+    assert (repo / "mlruns").is_dir()
+
+
+def test_dvc_exp_run_and_show(repo):
+    repo, env = repo
+    run(["dvc", "exp", "run", "-S", "train.iterations=3", "-n", "short"], repo, env)
+    shown = run(["dvc", "exp", "show", "--json"], repo, env)
+    assert "short" in shown and "onnx_max_abs_diff" in shown and "d_loss" in shown

@@ -1,0 +1,99 @@
+"""Training semantics: what trains when, determinism, no retracing, outputs of the train stage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcgan.training import GAN, fixed_noise, train_loop
+
+
+def snapshot(model):
+    return {v.path: v.numpy().copy() for v in model.weights}
+
+
+def changed(before, model):
+    return {v.path for v in model.weights if not np.array_equal(before[v.path], v.numpy())}
+
+
+@pytest.fixture
+def gan(tiny_train_cfg, tiny_images):
+    return GAN(tiny_train_cfg, tiny_images)
+
+
+def test_d_step_changes_only_d(gan, tiny_images):
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    gan.d_step(tf.constant(tiny_images[:8]), 1.0)
+    assert changed(g0, gan.generator) == set()
+    # Every D weight moves, BatchNorm statistics included (D trains in training mode).
+    assert changed(d0, gan.discriminator) == set(d0)
+
+
+def test_g_step_changes_only_g_and_leaves_d_batchnorm_statistics(gan):
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    gan.g_step(tf.random.normal([8, gan.cfg.z_dim]))
+    assert changed(d0, gan.discriminator) == set()
+    assert changed(g0, gan.generator) == set(g0)
+
+
+def test_one_iteration_is_two_d_updates_and_one_g_update(gan):
+    metrics = gan.train_step()
+    assert int(gan.d_optimizer.iterations) == 2  # real batch, then fake batch
+    assert int(gan.g_optimizer.iterations) == 1
+    assert set(metrics) == {"d_loss", "d_accuracy", "g_loss"}
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    acc = float(metrics["d_accuracy"])
+    # Mean of two batch accuracies over batch_size=8: a multiple of 1/16.
+    assert 0.0 <= acc <= 1.0 and (acc * 16) == pytest.approx(round(acc * 16))
+
+
+def test_d_loss_is_the_mean_of_the_real_and_fake_batch_losses(tiny_train_cfg, tiny_images):
+    """Replay the step by hand on a twin with the same weights and the same draws."""
+    a = GAN(tiny_train_cfg, tiny_images)
+    b = GAN(tiny_train_cfg, tiny_images)  # same seed: same weights, same RNG stream
+    metrics = a.train_step()
+    cfg = tiny_train_cfg
+    idx = b.rng.uniform([cfg.batch_size], 0, len(tiny_images), dtype=tf.int64)
+    z = b.rng.normal([cfg.batch_size, cfg.z_dim])
+    fake = b.generator(z, training=False)
+    loss_real, _ = b.d_step(tf.gather(b.images, idx), 1.0)
+    loss_fake, _ = b.d_step(fake, 0.0)
+    g_loss = b.g_step(b.rng.normal([cfg.batch_size, cfg.z_dim]))
+    assert float(metrics["d_loss"]) == pytest.approx(0.5 * float(loss_real + loss_fake), rel=1e-5)
+    assert float(metrics["g_loss"]) == pytest.approx(float(g_loss), rel=1e-5)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_train_cfg, tiny_images):
+    def run(seed):
+        gan = GAN(dataclasses.replace(tiny_train_cfg, seed=seed), tiny_images)
+        train_loop(gan, progress=False)
+        return [v.numpy() for v in gan.generator.weights]
+
+    first, again, other = run(1), run(1), run(2)
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, other, strict=True))
+
+
+def test_step_is_traced_once(gan):
+    for _ in range(5):
+        gan.train_step()
+    assert gan.trace_count == 1
+
+
+def test_intervals_and_fixed_noise(tiny_train_cfg, tiny_images):
+    cfg = dataclasses.replace(tiny_train_cfg, iterations=5, sample_interval=2)
+    gan = GAN(cfg, tiny_images)
+    seen = []
+    history = train_loop(gan, lambda it, m, grid: seen.append((it, grid)), progress=False)
+    assert [it for it, _ in seen] == [2, 4, 5]  # every interval and the last iteration
+    assert history.column("iteration") == [2, 4, 5]
+    assert all(grid.shape == (16, 28, 28, 1) for _, grid in seen)
+    assert np.array_equal(fixed_noise(cfg.z_dim, cfg.seed), fixed_noise(cfg.z_dim, cfg.seed))
+
+
+def test_bad_images_are_refused(tiny_train_cfg):
+    with pytest.raises(ValueError, match=r"\(N, 28, 28, 1\)"):
+        GAN(tiny_train_cfg, np.zeros((4, 28, 28), np.float32))
