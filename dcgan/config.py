@@ -46,6 +46,7 @@ class TrainConfig:
     iterations: int  # training iterations; each is two D updates (real, fake) then one G update
     batch_size: int  # real images per D batch (and generated images per batch), as in the book
     sample_interval: int  # every this many iterations: record losses, save a grid, log to MLflow
+    checkpoint_interval: int  # every this many iterations: save a checkpoint to resume from
     z_dim: int  # length of the noise vector z ~ N(0, 1)
     g_learning_rate: float  # Adam learning rate of the generator (Keras default 0.001)
     d_learning_rate: float  # Adam learning rate of the discriminator (Keras default 0.001)
@@ -56,7 +57,7 @@ class TrainConfig:
     experiment: str  # MLflow experiment name
 
     def __post_init__(self) -> None:
-        for key in ("iterations", "batch_size", "sample_interval", "z_dim"):
+        for key in ("iterations", "batch_size", "sample_interval", "checkpoint_interval", "z_dim"):
             _check(
                 getattr(self, key) > 0,
                 f"train.{key}",
@@ -80,6 +81,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ClassifierConfig:
+    epochs: int  # passes over the prepared real training images
+    batch_size: int  # images per Adam step
+    seed: int  # weight init, dropout and shuffling
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size"):
+            _check(
+                getattr(self, key) > 0,
+                f"classifier.{key}",
+                "must be a positive integer",
+                getattr(self, key),
+            )
+        _check(self.seed >= 0, "classifier.seed", "must be >= 0", self.seed)
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     opset: int  # ONNX opset; tf2onnx 1.17 supports 13..18
 
@@ -94,7 +112,7 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    num_samples: int  # noise vectors drawn and run through both onnxruntime and Keras
+    num_samples: int  # generated images: ONNX vs Keras parity and the quality metrics
     seed: int  # seed of those noise vectors
     tolerance: float  # the stage fails if max |onnx - keras| exceeds this
 
@@ -112,6 +130,7 @@ class EvaluateConfig:
 STAGES: dict[str, type] = {
     "prepare": PrepareConfig,
     "train": TrainConfig,
+    "classifier": ClassifierConfig,
     "export": ExportConfig,
     "evaluate": EvaluateConfig,
 }

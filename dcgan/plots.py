@@ -48,6 +48,24 @@ def save_grid(images: np.ndarray, path: str | os.PathLike[str], cols: int | None
     return path
 
 
+def save_by_class(
+    images: np.ndarray, probs: np.ndarray, path: str | os.PathLike[str], per_class: int = 10
+) -> Path:
+    """A row per predicted digit 0-9: that class's most confident samples, best first.
+
+    A row with fewer samples than ``per_class`` (a digit the generator rarely makes) is
+    padded with black tiles, so mode collapse is visible at a glance.
+    """
+    labels, conf = np.argmax(probs, axis=1), np.max(probs, axis=1)
+    h, w = images.shape[1:3]
+    rows = np.full((10 * per_class, h, w, 1), -1.0, dtype=np.float32)
+    for digit in range(10):
+        idx = np.flatnonzero(labels == digit)
+        best = idx[np.argsort(-conf[idx])][:per_class]
+        rows[digit * per_class : digit * per_class + len(best)] = images[best].reshape(-1, h, w, 1)
+    return save_grid(rows, path, cols=per_class)
+
+
 def save_history_plot(
     iterations: Sequence[int],
     d_loss: Sequence[float],

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dcgan.errors import DcganError
+
 log = logging.getLogger(__name__)
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -137,6 +139,10 @@ class Tracker:
         if new or changed:
             self.client.log_batch(self.run_id, params=new, tags=changed)
 
+    def metric_steps(self, key: str) -> set[int]:
+        """Steps at which ``key`` is already recorded (empty for a new run)."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import time
 
@@ -156,6 +162,50 @@ class Tracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
+    """Fail fast, before any training, if the tracking store cannot be reached or written.
+
+    Returns the URI. MLflow's own client retries an unreachable server for minutes, so a
+    server is probed once on its /health endpoint with a short timeout.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    fix = f"start the server, or unset {ENV_URI} to use ./mlflow.db"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise urllib.error.URLError(f"HTTP {reply.status}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DcganError(
+                f"MLflow tracking server {uri} does not answer ({reason}); {fix}"
+            ) from None
+        return uri
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        folder = db.parent
+        if (
+            not folder.is_dir()
+            or not os.access(folder, os.W_OK)
+            or (db.exists() and not os.access(db, os.W_OK))
+        ):
+            raise DcganError(
+                f"MLflow tracking store {uri} cannot be written (check that "
+                f"{folder} exists and is writable), or set {ENV_URI}"
+            )
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DcganError(f"MLflow tracking store {uri} is not usable ({first}); {fix}") from None
+    return uri
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:

@@ -31,24 +31,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dcgan import checkpoint
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.files import atomic_path, write_json
-from dcgan.models import build_discriminator, build_generator
+from dcgan.models import build_discriminator, build_generator, seed_everything
 from dcgan.plots import save_grid, save_history_plot
-from dcgan.tracking import Tracker, run_tags
+from dcgan.tracking import Tracker, check_tracking_store, run_tags
 
 log = logging.getLogger(__name__)
 
 GRID_SIZE = 16  # 4x4 grid of the fixed noise batch
 HISTORY_FIELDS = ("iteration", "d_loss", "d_accuracy", "g_loss")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels."""
-    keras.utils.set_random_seed(seed)
-    # Costs nothing measurable on CPU here and makes "same params -> same weights" hold.
-    tf.config.experimental.enable_op_determinism()
 
 
 def fixed_noise(z_dim: int, seed: int, n: int = GRID_SIZE) -> np.ndarray:
@@ -140,6 +134,22 @@ class GAN:
         """How often the compiled step was traced; more than one means retracing."""
         return self._compiled_step.experimental_get_tracing_count()
 
+    def state_variables(self) -> dict[str, Any]:
+        """Every variable the next iteration reads, by a stable name (for checkpoints)."""
+        groups = {
+            "generator": self.generator.weights,
+            "discriminator": self.discriminator.weights,
+            "g_optimizer": self.g_optimizer.variables,
+            "d_optimizer": self.d_optimizer.variables,
+        }
+        state = {
+            f"{group}:{i:03d}:{v.path.replace('/', '.')}": v
+            for group, variables in groups.items()
+            for i, v in enumerate(variables)
+        }
+        state["rng:state"] = self.rng.state
+        return state
+
     def generate(self, z: np.ndarray) -> np.ndarray:
         """Images (N, 28, 28, 1) in [-1, 1] from G in inference mode."""
         return self.generator(tf.constant(z, tf.float32), training=False).numpy()
@@ -171,15 +181,21 @@ class History:
 
 
 IntervalCallback = Callable[[int, dict[str, float], np.ndarray], None]
+CheckpointCallback = Callable[[int, "History"], None]
 
 
 def train_loop(
     gan: GAN,
     on_interval: IntervalCallback | None = None,
     progress: bool | None = None,
+    *,
+    start: int = 1,
+    history: History | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> History:
-    """Run ``cfg.iterations`` steps; at every sample interval and at the last iteration,
-    record the losses and hand them and a grid of the fixed noise batch to ``on_interval``.
+    """Run iterations ``start``..``cfg.iterations``. At every sample interval and at the last
+    iteration, record the losses and hand them and a grid of the fixed noise batch to
+    ``on_interval``; every ``cfg.checkpoint_interval`` iterations call ``on_checkpoint``.
 
     ``progress``: True/False forces the progress bar on/off; None shows it on a terminal only
     (the interval lines in the log say the same for CI logs).
@@ -187,17 +203,19 @@ def train_loop(
     from tqdm.auto import tqdm
 
     cfg = gan.cfg
-    history = History()
+    history = history if history is not None else History()
     z_fixed = fixed_noise(cfg.z_dim, cfg.seed)
     bar = tqdm(
-        range(1, cfg.iterations + 1),
+        range(start, cfg.iterations + 1),
         desc="train",
         unit="it",
+        initial=start - 1,
+        total=cfg.iterations,
         disable=None if progress is None else not progress,
         mininterval=1.0,
         dynamic_ncols=True,
     )
-    start = time.perf_counter()
+    clock = time.perf_counter()
     for iteration in bar:
         metrics = gan.train_step()
         last = iteration == cfg.iterations
@@ -206,8 +224,8 @@ def train_loop(
             if not all(np.isfinite(v) for v in values.values()):
                 log.warning("non-finite losses at iteration %d: %s", iteration, values)
             history.add(iteration, values)
-            elapsed = time.perf_counter() - start
-            eta = elapsed / iteration * (cfg.iterations - iteration)
+            done = iteration - start + 1
+            per_it = (time.perf_counter() - clock) / done
             log.info(
                 "iteration %d/%d  d_loss %.4f  d_accuracy %.2f%%  g_loss %.4f  "
                 "(%.3f s/it, ETA %.0f s)",
@@ -216,8 +234,8 @@ def train_loop(
                 values["d_loss"],
                 100 * values["d_accuracy"],
                 values["g_loss"],
-                elapsed / iteration,
-                eta,
+                per_it,
+                per_it * (cfg.iterations - iteration),
             )
             bar.set_postfix(
                 d_loss=f"{values['d_loss']:.3f}",
@@ -227,6 +245,8 @@ def train_loop(
             )
             if on_interval is not None:
                 on_interval(iteration, values, gan.generate(z_fixed))
+        if on_checkpoint is not None and iteration % cfg.checkpoint_interval == 0 and not last:
+            on_checkpoint(iteration, history)
     bar.close()
     return history
 
@@ -236,10 +256,16 @@ def train(
     data_dir: str | os.PathLike[str],
     models_dir: str | os.PathLike[str],
     reports_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """The train stage: train on the prepared data, save models, history, grids and plots,
-    and record everything in one MLflow run. Returns the final metrics."""
+    and record everything in one MLflow run. Returns the final metrics.
+
+    With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
+    iterations, and a checkpoint of an unfinished run with the same params and data is
+    resumed (same MLflow run, identical final weights).
+    """
     models_dir, reports_dir = Path(models_dir), Path(reports_dir)
     data = load_prepared(data_dir)
     samples_dir = reports_dir / "samples"
@@ -248,19 +274,62 @@ def train(
         stale.unlink()
 
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
-    tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
-    try:
+    # checkpoint_interval changes when checkpoints are written, not what is computed.
+    identity = checkpoint.fingerprint(
+        {
+            **{k: v for k, v in params.items() if k != "train.checkpoint_interval"},
+            "data.sha256": data.meta.get("sha256"),
+        }
+    )
+    check_tracking_store()
+    gan = GAN(cfg, data.x_train)
+    resumed = (
+        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
+        if checkpoint_dir is not None
+        else None
+    )
+    tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
+    history = History(list(resumed.history) if resumed else [])
+    if tracker is None:
+        tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
         tracker.log_params(params)
-        gan = GAN(cfg, data.x_train)
+    logged = tracker.metric_steps("d_loss")
+    for row in history.rows:  # rows checkpointed but not yet logged when the run stopped
+        if row["iteration"] not in logged:
+            tracker.log_metrics(
+                {k: v for k, v in row.items() if k != "iteration"}, step=int(row["iteration"])
+            )
+            logged.add(row["iteration"])
+    try:
 
         def on_interval(iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
             path = save_grid(grid, samples_dir / f"iter_{iteration:06d}.png")
-            tracker.log_metrics(metrics, step=iteration)
+            if iteration not in logged:  # a resumed run may have logged it before the crash
+                tracker.log_metrics(metrics, step=iteration)
             tracker.log_artifact(path, "samples")
 
+        def on_checkpoint(iteration: int, history: History) -> None:
+            checkpoint.save(
+                checkpoint_dir,
+                gan.state_variables(),
+                iteration=iteration,
+                history=history.rows,
+                run_id=tracker.run_id,
+                fingerprint=identity,
+                samples_dir=samples_dir,
+            )
+
         start = time.perf_counter()
-        history = train_loop(gan, on_interval, progress=progress)
+        history = train_loop(
+            gan,
+            on_interval,
+            progress=progress,
+            start=resumed.iteration + 1 if resumed else 1,
+            history=history,
+            on_checkpoint=on_checkpoint if checkpoint_dir is not None else None,
+        )
         seconds = time.perf_counter() - start
+        done = cfg.iterations - (resumed.iteration if resumed else 0)
 
         models_dir.mkdir(parents=True, exist_ok=True)
         for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
@@ -275,7 +344,7 @@ def train(
             reports_dir / "losses.png",
         )
         final = {k: history.rows[-1][k] for k in ("d_loss", "d_accuracy", "g_loss")}
-        final["seconds_per_iteration"] = seconds / cfg.iterations
+        final["seconds_per_iteration"] = seconds / max(done, 1)
         write_json(reports_dir / "train_metrics.json", final)
         write_json(
             models_dir / "training.json",
@@ -292,16 +361,29 @@ def train(
                 },
             },
         )
+        if checkpoint_dir is not None:
+            # The finished state stays (a DVC output, so `dvc repro` stays up to date) but is
+            # marked complete, so a forced rerun trains again instead of resuming at the end.
+            checkpoint.save(
+                checkpoint_dir,
+                gan.state_variables(),
+                iteration=cfg.iterations,
+                history=history.rows,
+                run_id=tracker.run_id,
+                fingerprint=identity,
+                complete=True,
+            )
         tracker.log_metrics({"seconds_per_iteration": final["seconds_per_iteration"]})
         tracker.log_artifact(plot)
         tracker.log_artifact(reports_dir / "train_history.csv")
         tracker.finish()
-    except BaseException:
-        tracker.finish("KILLED")
+    except Exception:
+        tracker.finish("FAILED")
         raise
     log.info(
-        "trained %d iterations in %.0f s (%.3f s/iteration): %s",
+        "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
         cfg.iterations,
+        done,
         seconds,
         final["seconds_per_iteration"],
         final,

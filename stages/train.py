@@ -5,6 +5,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.tracking import check_tracking_store
 
 
 def main() -> None:
@@ -13,12 +14,18 @@ def main() -> None:
     parser.add_argument("--data", default="data/prepared", help="prepared data folder")
     parser.add_argument("--models", default="models", help="where the .keras models go")
     parser.add_argument("--reports", default="reports", help="where history, grids and plots go")
+    parser.add_argument(
+        "--checkpoints",
+        default="checkpoints/train",
+        help="checkpoint folder; an unfinished run with the same params resumes",
+    )
     args = parser.parse_args()
     cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
+    check_tracking_store()  # and on an unreachable or read-only MLflow store
 
     from dcgan.training import train  # seeds everything from cfg.seed
 
-    train(cfg, args.data, args.models, args.reports)
+    train(cfg, args.data, args.models, args.reports, checkpoint_dir=args.checkpoints)
 
 
 if __name__ == "__main__":

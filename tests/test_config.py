@@ -39,6 +39,7 @@ def test_repository_params_load(repo_params):
         ("export", "opset", 21, "export.opset must be between 13 and 18"),
         ("evaluate", "tolerance", -1.0, "evaluate.tolerance must be > 0"),
         ("evaluate", "num_samples", 0, "evaluate.num_samples must be a positive integer"),
+        ("classifier", "epochs", 0, "classifier.epochs must be a positive integer"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, block, key, value, message):
@@ -88,7 +89,7 @@ def test_missing_params_file(tmp_path):
         load_config("train", tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "train", "export", "evaluate"])
+@pytest.mark.parametrize("stage", list(STAGES))
 def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
     path = write_params(tmp_path / "params.yaml")
     path.write_text(path.read_text().replace(f"{stage}:\n", f"{stage}:\n  bogus: 1\n", 1))

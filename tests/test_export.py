@@ -24,6 +24,13 @@ def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     model = generator_to_onnx(gan.generator, opset=17, metadata={"params": "{}"})
     onnx.save(model, str(folder / "generator.onnx"))
     gan.generator.save(folder / "generator.keras")
+    # evaluate also needs a classifier and real images; an untrained one is enough here.
+    from dcgan.classifier import build_classifier
+    from dcgan.config import PrepareConfig
+    from dcgan.data import prepare
+
+    build_classifier().save(folder / "mnist_classifier.keras")
+    prepare(PrepareConfig(source="sample", test_fraction=0.2, seed=0), folder / "prepared")
     return gan.generator, folder
 
 
@@ -67,7 +74,7 @@ def _evaluate(folder, reports, tolerance):
     from dcgan.config import EvaluateConfig
 
     cfg = EvaluateConfig(num_samples=20, seed=0, tolerance=tolerance)
-    return evaluate(cfg, folder / "generator.onnx", folder, reports)
+    return evaluate(cfg, folder / "generator.onnx", folder, folder / "prepared", reports)
 
 
 def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
@@ -77,6 +84,22 @@ def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
     assert saved == metrics and saved["num_samples"] == 20
     assert 0 <= saved["onnx_max_abs_diff"] <= 1e-5 and saved["onnx_within_tolerance"] is True
     assert (tmp_path / "onnx_samples.png").stat().st_size > 0
+    assert (tmp_path / "samples_by_class.png").stat().st_size > 0
+    for key in (
+        "fcd",
+        "fcd_real_floor",
+        "mnist_score",
+        "mnist_score_real",
+        "min_class_share",
+        "class_kl_from_uniform",
+        "confidence",
+        "confidence_real",
+        "memorisation_ratio",
+    ):
+        assert np.isfinite(saved[key]), key
+    shares = json.loads((tmp_path / "class_shares.json").read_text())
+    assert sorted(shares) == [str(d) for d in range(10)]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_evaluate_fails_above_tolerance(trained, tmp_path):

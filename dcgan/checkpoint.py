@@ -1,0 +1,124 @@
+"""Training checkpoints that resume to the bit: every variable that the next iteration reads.
+
+A checkpoint folder holds ``state.npz`` (both models' weights including BatchNorm statistics,
+both optimizers' variables including their step counters, and the state of the step's
+random generator), ``state.json`` (iteration, history, MLflow run id, and a fingerprint of
+the params and data that made it) and ``samples/`` (the progress grids so far, which DVC
+deletes with the stage's other outputs before a rerun). The folder is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcgan.files import atomic_dir
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A stable hash of what defines a training run (params and data checksum)."""
+    blob = json.dumps(dict(params), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class Resumed:
+    """What a checkpoint hands back to the training loop."""
+
+    iteration: int
+    history: list[dict[str, float]]
+    run_id: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save(
+    folder: str | os.PathLike[str],
+    variables: Mapping[str, Any],
+    *,
+    iteration: int,
+    history: list[dict[str, float]],
+    run_id: str | None,
+    fingerprint: str,
+    samples_dir: str | os.PathLike[str] | None = None,
+    complete: bool = False,
+) -> None:
+    """Write a checkpoint of ``variables`` (name -> variable with .numpy()) atomically."""
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        with open(tmp / "state.npz", "wb") as f:
+            np.savez(f, **{name: np.asarray(v.numpy()) for name, v in variables.items()})
+        state = {
+            "format": FORMAT_VERSION,
+            "iteration": iteration,
+            "complete": complete,
+            "fingerprint": fingerprint,
+            "run_id": run_id,
+            "history": history,
+        }
+        (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+        if samples_dir is not None and Path(samples_dir).is_dir():
+            shutil.copytree(samples_dir, tmp / "samples")
+
+
+def restore(
+    folder: str | os.PathLike[str],
+    variables: Mapping[str, Any],
+    expected: str,
+    samples_dir: str | os.PathLike[str] | None = None,
+) -> Resumed | None:
+    """Load a checkpoint made with the same fingerprint into ``variables``; None otherwise.
+
+    A checkpoint of a finished run is not resumed: rerunning a completed stage
+    (``dvc repro -f``) means training again.
+    """
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring unreadable checkpoint %s (%s); training from scratch", folder, exc)
+        return None
+    if state.get("format") != FORMAT_VERSION or state.get("fingerprint") != expected:
+        log.info(
+            "ignoring checkpoint %s: it was made by other params or data; training from scratch",
+            folder,
+        )
+        return None
+    if state.get("complete"):
+        log.info("checkpoint %s is of a finished run; training from scratch", folder)
+        return None
+    try:
+        with np.load(folder / "state.npz", allow_pickle=False) as saved:
+            if set(saved.files) != set(variables):
+                raise ValueError("its variables do not match the model")
+            for name, var in variables.items():
+                value = saved[name]
+                if tuple(value.shape) != tuple(var.shape):
+                    raise ValueError(f"{name} has shape {value.shape}, expected {var.shape}")
+            for name, var in variables.items():
+                var.assign(saved[name])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring checkpoint %s (%s); training from scratch", folder, exc)
+        return None
+    if samples_dir is not None and (folder / "samples").is_dir():
+        Path(samples_dir).mkdir(parents=True, exist_ok=True)
+        for png in (folder / "samples").glob("*.png"):
+            shutil.copy2(png, Path(samples_dir) / png.name)
+    log.info("resuming from checkpoint %s at iteration %d", folder, state["iteration"])
+    return Resumed(
+        iteration=int(state["iteration"]), history=state["history"], run_id=state.get("run_id")
+    )

@@ -1,0 +1,111 @@
+"""A small MNIST CNN whose outputs measure sample quality (see dcgan.quality).
+
+It trains on the prepared real training images only, so DVC reuses it across generator
+experiments. Its penultimate layer ("features", 128 units) feeds the Fréchet classifier
+distance; its softmax feeds the MNIST score, class coverage and confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from dcgan.config import ClassifierConfig
+from dcgan.data import load_prepared
+from dcgan.files import atomic_path, write_json
+from dcgan.models import seed_everything
+
+log = logging.getLogger(__name__)
+
+FEATURES = "features"
+
+
+def build_classifier() -> keras.Sequential:
+    """image (N, 28, 28, 1) in [-1, 1] -> class probabilities (N, 10)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1), name="image"),
+            layers.Conv2D(32, 3, activation="relu", name="conv1"),  # (N, 26, 26, 32)
+            layers.Conv2D(64, 3, activation="relu", name="conv2"),  # (N, 24, 24, 64)
+            layers.MaxPooling2D(2, name="pool"),  # (N, 12, 12, 64)
+            layers.Dropout(0.25, name="drop1"),
+            layers.Flatten(name="flatten"),  # (N, 9216)
+            layers.Dense(128, activation="relu", name=FEATURES),  # (N, 128): FCD features
+            layers.Dropout(0.5, name="drop2"),
+            layers.Dense(10, activation="softmax", name="probs"),  # (N, 10)
+        ],
+        name="mnist_classifier",
+    )
+
+
+def train_classifier(cfg: ClassifierConfig, x: np.ndarray, y: np.ndarray) -> keras.Model:
+    """Fit the CNN with Adam and sparse cross-entropy, seeded."""
+    seed_everything(cfg.seed)
+    model = build_classifier()
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=2)
+    return model
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    probs, _ = predict(model, x)
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def predict(
+    model: keras.Model, images: np.ndarray, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, 10), penultimate features (N, 128)) in inference mode."""
+    # Re-wire the layers into a two-output model; works for fresh and loaded Sequentials alike.
+    inputs = keras.Input(shape=(28, 28, 1))
+    x, features = inputs, None
+    for layer in model.layers:
+        x = layer(x)
+        if layer.name == FEATURES:
+            features = x
+    head = keras.Model(inputs, [x, features])
+    call = tf.function(lambda x: head(x, training=False), reduce_retracing=True)
+    probs, feats = [], []
+    for i in range(0, len(images), batch_size):
+        p, f = call(tf.constant(images[i : i + batch_size], tf.float32))
+        probs.append(p.numpy())
+        feats.append(f.numpy())
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def classifier_stage(
+    cfg: ClassifierConfig,
+    data_dir: str | os.PathLike[str],
+    model_path: str | os.PathLike[str],
+    report_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Train on the prepared training split; report accuracy on the prepared test split."""
+    data = load_prepared(data_dir)
+    model = train_classifier(cfg, data.x_train, data.y_train)
+    report = {
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "train_accuracy": accuracy(model, data.x_train, data.y_train),
+        "train_count": int(len(data.y_train)),
+        "test_count": int(len(data.y_test)),
+    }
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
+    write_json(report_path, report)
+    log.info(
+        "classifier: test accuracy %.2f%% on %d images (%s)",
+        100 * report["test_accuracy"],
+        report["test_count"],
+        Path(model_path),
+    )
+    return report

@@ -1,0 +1,25 @@
+"""classifier: the MNIST CNN that measures sample quality. The work is in dcgan.classifier."""
+
+import argparse
+import sys
+
+from dcgan.config import load_config
+from dcgan.errors import run_main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (block classifier:)")
+    parser.add_argument("--data", default="data/prepared", help="prepared data folder")
+    parser.add_argument("--model", default="models/mnist_classifier.keras", help="model to write")
+    parser.add_argument("--report", default="reports/classifier.json", help="accuracy report")
+    args = parser.parse_args()
+    cfg = load_config("classifier", args.params)
+
+    from dcgan.classifier import classifier_stage
+
+    classifier_stage(cfg, args.data, args.model, args.report)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,49 @@
+"""dvc.yaml lists, for each stage, exactly the dcgan modules its script imports (transitively)
+and exactly the params keys of its block, so DVC reruns a stage when its code changes."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcgan.config import STAGES
+
+from .conftest import ROOT
+
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def dcgan_imports(path: Path, seen: set[str] | None = None) -> set[str]:
+    seen = set() if seen is None else seen
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dcgan"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("dcgan")]
+        for name in names:
+            file = ROOT / (name.replace(".", "/") + ".py")
+            if file.is_file() and str(file) not in seen:
+                seen.add(str(file))
+                dcgan_imports(file, seen)
+    return seen
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_deps_list_its_modules(stage):
+    script = ROOT / "stages" / f"{stage}.py"
+    modules = {str(Path(p).relative_to(ROOT)) for p in dcgan_imports(script)}
+    modules.discard("dcgan/__init__.py")
+    listed = {d for d in PIPELINE[stage]["deps"] if d.startswith("dcgan/")}
+    assert listed == modules
+    assert f"stages/{stage}.py" in PIPELINE[stage]["deps"]
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_params_list_its_block(stage):
+    expected = {f"{stage}.{f.name}" for f in dataclasses.fields(STAGES[stage])}
+    assert set(PIPELINE[stage]["params"]) == expected

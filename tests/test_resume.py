@@ -1,0 +1,181 @@
+"""Reliability: kill -9 mid-run and resume to identical weights; fail fast on a bad store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dcgan.config import PrepareConfig
+from dcgan.data import prepare
+
+from .conftest import ROOT, write_params
+
+pytestmark = pytest.mark.slow
+
+TRAIN = {
+    "iterations": 400,
+    "batch_size": 16,
+    "sample_interval": 20,
+    "checkpoint_interval": 20,
+    "experiment": "resume",
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("resume")
+    prepare(PrepareConfig(source="sample", test_fraction=0.2, seed=0), work / "data")
+    write_params(work / "params.yaml", train=TRAIN)
+    return work
+
+
+def train_cmd(work: Path, name: str) -> list[str]:
+    out = work / name
+    return [
+        sys.executable,
+        str(ROOT / "stages/train.py"),
+        "--params",
+        str(work / "params.yaml"),
+        "--data",
+        str(work / "data"),
+        "--models",
+        str(out / "models"),
+        "--reports",
+        str(out / "reports"),
+        "--checkpoints",
+        str(out / "checkpoints"),
+    ]
+
+
+def env_for(work: Path, name: str) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / name}.db"}
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    from dcgan.models import load_model
+
+    return [w.numpy() for w in load_model(path).weights]
+
+
+def metric_history(work: Path, name: str, key: str = "d_loss"):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / name}.db")
+    exp = client.get_experiment_by_name("resume")
+    runs = client.search_runs([exp.experiment_id])
+    return runs, [
+        (m.step, m.value)
+        for m in sorted(client.get_metric_history(runs[0].info.run_id, key), key=lambda m: m.step)
+    ]
+
+
+def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
+    subprocess.run(
+        train_cmd(workdir, "straight"),
+        env=env_for(workdir, "straight"),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+    state = workdir / "crashed/checkpoints/state.json"
+    proc = subprocess.Popen(
+        train_cmd(workdir, "crashed"),
+        env=env_for(workdir, "crashed"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["iteration"] >= 60:
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    crashed_at = json.loads(state.read_text())
+    assert not crashed_at["complete"], "training finished before it could be killed"
+    assert not (workdir / "crashed/models/generator.keras").exists()
+
+    resumed = subprocess.run(
+        train_cmd(workdir, "crashed"),
+        env=env_for(workdir, "crashed"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from checkpoint {workdir / 'crashed/checkpoints'} at iteration" in (
+        resumed.stderr
+    )
+
+    straight = weights(workdir / "straight/models/generator.keras")
+    again = weights(workdir / "crashed/models/generator.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(straight, again, strict=True))
+
+    runs, history = metric_history(workdir, "crashed")
+    assert len(runs) == 1  # the resumed stage continued the same MLflow run
+    steps = [step for step, _ in history]
+    assert steps == list(range(20, 401, 20))  # continuous, no gaps, no duplicates
+    _, reference = metric_history(workdir, "straight")
+    assert history == reference
+    # Every progress grid is there, including those made before the crash.
+    grids = sorted(p.name for p in (workdir / "crashed/reports/samples").glob("*.png"))
+    assert grids == [f"iter_{i:06d}.png" for i in range(20, 401, 20)]
+    csv_rows = (workdir / "crashed/reports/train_history.csv").read_text().splitlines()
+    assert csv_rows == (workdir / "straight/reports/train_history.csv").read_text().splitlines()
+
+
+def test_checkpoint_of_other_params_is_ignored(workdir, tmp_path):
+    """A finished checkpoint, or one made by other params, is not resumed."""
+    write_params(tmp_path / "params.yaml", train={**TRAIN, "iterations": 40, "seed": 7})
+    cmd = train_cmd(workdir, "straight")
+    cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
+    proc = subprocess.run(
+        cmd, env=env_for(tmp_path, "other"), capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming" not in proc.stderr
+    assert "made by other params or data" in proc.stderr or "finished run" in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [f"http://127.0.0.1:{free_port()}", "sqlite:////nonexistent/x/m.db"],
+    ids=["server-down", "unwritable-sqlite"],
+)
+def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
+    cmd = train_cmd(workdir, "nostore")
+    cmd[cmd.index("--models") + 1] = str(tmp_path / "models")
+    cmd[cmd.index("--checkpoints") + 1] = str(tmp_path / "checkpoints")
+    start = time.monotonic()
+    proc = subprocess.run(
+        cmd,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and uri in lines[0]
+    assert elapsed < 30  # includes TensorFlow's start-up; the check itself takes < 10 s
+    assert not (tmp_path / "models").exists() and not (tmp_path / "checkpoints").exists()
