@@ -1,5 +1,7 @@
-"""The ``dcgan`` command. ``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone:
-it never imports TensorFlow, so it starts fast and works where TensorFlow is absent."""
+"""The ``dcgan`` command: ``dcgan sample`` and ``dcgan bench``.
+
+``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone: it never imports TensorFlow,
+so it starts fast and works where TensorFlow is absent."""
 
 from __future__ import annotations
 
@@ -38,7 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
     )
     sample.add_argument("--cols", type=_positive_int, help="grid columns (default: square)")
+    bench = sub.add_parser("bench", help="training and inference speed, written to a JSON report")
+    bench.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/generator.onnx"),
+        help="exported generator to time (a fresh one if missing)",
+    )
+    bench.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="report")
+    bench.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=30,
+        help="timed training iterations (median); the book loop gets half",
+    )
     return parser
+
+
+def bench_command(args: argparse.Namespace) -> None:
+    from dcgan.bench import run  # imports TensorFlow; kept out of `dcgan sample`'s path
+
+    run(args.out, args.model, args.iterations)
 
 
 def sample_command(args: argparse.Namespace) -> None:
@@ -60,7 +82,7 @@ def sample_command(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"sample": sample_command}
+    commands = {"sample": sample_command, "bench": bench_command}
     return run_main(lambda: commands[args.command](args))
 
 

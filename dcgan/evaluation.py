@@ -18,7 +18,7 @@ from dcgan.config import EvaluateConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.files import write_json
-from dcgan.models import generator_z_dim, load_model
+from dcgan.models import as_float32, generator_z_dim, load_model
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
 from dcgan.tracking import Tracker
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def keras_generate(generator, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The Keras generator in inference mode, compiled, batch by batch."""
+    """The Keras generator in inference mode, compiled, batch by batch, in float32 (the maths
+    the ONNX file holds, also for a model trained in mixed_bfloat16)."""
+    generator = as_float32(generator)
     call = tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
     return np.concatenate(
         [call(tf.constant(z[i : i + batch_size])).numpy() for i in range(0, len(z), batch_size)]

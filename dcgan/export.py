@@ -16,7 +16,7 @@ import tf2onnx
 from dcgan.config import ExportConfig, flat_params
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
-from dcgan.models import generator_z_dim, load_model
+from dcgan.models import as_float32, generator_z_dim, load_model
 from dcgan.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def generator_to_onnx(
     trace exports batch-statistics BatchNorm, whose output depends on the batch.
     """
     z_dim = generator_z_dim(generator)
+    generator = as_float32(generator)  # a mixed_bfloat16 model exports as float32 maths
 
     @tf.function(input_signature=[tf.TensorSpec((None, z_dim), tf.float32, name=INPUT_NAME)])
     def sample(z: tf.Tensor) -> dict[str, tf.Tensor]:

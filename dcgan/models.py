@@ -72,6 +72,49 @@ def build_discriminator(leaky_slope: float = 0.01) -> keras.Sequential:
     )
 
 
+def build_models(
+    z_dim: int, leaky_slope: float, precision: str = "float32"
+) -> tuple[keras.Sequential, keras.Sequential]:
+    """(generator, discriminator) computing in ``precision``; variables stay float32.
+
+    Under mixed_bfloat16 the discriminator's last Dense still outputs float32, so the
+    sigmoid and the cross-entropy are computed at full precision.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        generator = build_generator(z_dim, leaky_slope)
+        discriminator = build_discriminator(leaky_slope)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    if precision != "float32":
+        discriminator = as_float32(discriminator, output_only=True)
+    return generator, discriminator
+
+
+def as_float32(model: keras.Sequential, output_only: bool = False) -> keras.Sequential:
+    """A copy of ``model`` computing in float32 with the same weights (for export and parity:
+    ONNX runtimes have no bfloat16 ConvTranspose). ``output_only``: only the last layer."""
+
+    def to_float32(node, is_last: bool) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and (is_last or not output_only):
+                node["config"]["name"] = "float32"
+            for value in node.values():
+                to_float32(value, is_last)
+        elif isinstance(node, list):
+            for value in node:
+                to_float32(value, is_last)
+
+    config = model.get_config()
+    layers_config = config["layers"]
+    for i, layer in enumerate(layers_config):
+        to_float32(layer, i == len(layers_config) - 1)
+    copy = keras.Sequential.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def load_model(path: str | os.PathLike[str]) -> keras.Model:
     """Load a saved .keras model with ``safe_mode=True`` (no arbitrary code from Lambda layers)."""
     try:

@@ -35,7 +35,7 @@ from dcgan import checkpoint
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.files import atomic_path, write_json
-from dcgan.models import build_discriminator, build_generator, seed_everything
+from dcgan.models import build_models, seed_everything
 from dcgan.plots import save_grid, save_history_plot
 from dcgan.tracking import Tracker, check_tracking_store, run_tags
 
@@ -58,8 +58,7 @@ class GAN:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
         self.cfg = cfg
         seed_everything(cfg.seed)
-        self.generator = build_generator(cfg.z_dim, cfg.leaky_slope)
-        self.discriminator = build_discriminator(cfg.leaky_slope)
+        self.generator, self.discriminator = build_models(cfg.z_dim, cfg.leaky_slope, cfg.precision)
         self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
         self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)
         # Build optimizer slots now: variables cannot be created inside the compiled step.
@@ -77,7 +76,7 @@ class GAN:
         d = self.discriminator
         labels = tf.fill([tf.shape(images)[0], 1], label)
         with tf.GradientTape() as tape:
-            pred = d(images, training=True)  # (B, 1)
+            pred = tf.cast(d(images, training=True), tf.float32)  # (B, 1)
             loss = self.bce(labels, pred)
         grads = tape.gradient(loss, d.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables, strict=True))
@@ -94,7 +93,7 @@ class GAN:
             fake = g(z, training=True)  # (B, 28, 28, 1); updates G's BatchNorm statistics
             # stateless_call returns D's would-be BatchNorm updates, which we drop: D is frozen.
             pred, _ = d.stateless_call(d_trainable, d_non_trainable, fake, training=True)
-            loss = self.bce(labels, pred)
+            loss = self.bce(labels, tf.cast(pred, tf.float32))
         grads = tape.gradient(loss, g.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables, strict=True))
         return loss
@@ -152,7 +151,8 @@ class GAN:
 
     def generate(self, z: np.ndarray) -> np.ndarray:
         """Images (N, 28, 28, 1) in [-1, 1] from G in inference mode."""
-        return self.generator(tf.constant(z, tf.float32), training=False).numpy()
+        out = self.generator(tf.constant(z, tf.float32), training=False)
+        return tf.cast(out, tf.float32).numpy()
 
 
 @dataclass

@@ -1,0 +1,262 @@
+"""``dcgan bench``: training and inference speed, side by side in one process.
+
+This machine may be shared and noisy, so every figure is a median over repeats and the
+headline numbers are ratios of things measured in the same run. The report records the
+machine (CPU model, cores, library versions) next to the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def book_loop(cfg, images: np.ndarray):
+    """The book's loop on the same architecture: predict + train_on_batch, with D frozen in
+    the combined model only. Keras 3 bakes the trainable variables into each model's train
+    function when it is first traced, so D is traced trainable and the combined model frozen.
+    Returns a callable running one iteration, and the models (to check what trains)."""
+    import keras
+
+    from dcgan.models import build_discriminator, build_generator
+
+    g, d = build_generator(cfg.z_dim, cfg.leaky_slope), build_discriminator(cfg.leaky_slope)
+    d.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(), metrics=["accuracy"])
+    real = np.ones((cfg.batch_size, 1), np.float32)
+    fake = np.zeros((cfg.batch_size, 1), np.float32)
+    rng = np.random.default_rng(cfg.seed)
+    d.train_on_batch(images[: cfg.batch_size], real)  # trace D's train function, D trainable
+    d.trainable = False
+    combined = keras.Sequential([g, d])
+    combined.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam())
+
+    def iteration() -> None:
+        idx = rng.integers(0, len(images), cfg.batch_size)
+        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim)).astype(np.float32)
+        gen = g.predict(z, verbose=0)
+        d.train_on_batch(images[idx], real)
+        d.train_on_batch(gen, fake)
+        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim)).astype(np.float32)
+        combined.train_on_batch(z, real)
+
+    return iteration, g, d, combined
+
+
+def step_flops(gan) -> float:
+    """Floating-point operations of one compiled training iteration, counted by TensorFlow's
+    profiler on the traced graph (convolutions, matmuls and their gradients dominate)."""
+    import tensorflow as tf
+
+    graph = gan._compiled_step.get_concrete_function().graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
+
+
+def bench_training(iterations: int = 30) -> dict[str, Any]:
+    import keras
+
+    from dcgan.config import TrainConfig
+    from dcgan.data import load_sample, normalise
+    from dcgan.training import GAN
+
+    cfg = TrainConfig(
+        iterations=1,
+        batch_size=128,
+        sample_interval=1,
+        checkpoint_interval=1,
+        z_dim=100,
+        g_learning_rate=1e-3,
+        d_learning_rate=1e-3,
+        beta_1=0.9,
+        beta_2=0.999,
+        leaky_slope=0.01,
+        seed=0,
+        experiment="bench",
+    )
+    images = normalise(load_sample(0.2, 0).x_train)
+    gan = GAN(cfg, images)
+    ours = _median_seconds(lambda: float(gan.train_step()["g_loss"]), iterations, warmup=3)
+    flops = step_flops(gan)
+    gan_bf16 = GAN(dataclasses.replace(cfg, precision="mixed_bfloat16"), images)
+    ours_bf16 = _median_seconds(
+        lambda: float(gan_bf16.train_step()["g_loss"]), iterations, warmup=3
+    )
+
+    iteration, g, d, _ = book_loop(cfg, images)
+    # d.trainable_weights is empty once D is frozen; look at a kernel directly.
+    kernel = d.get_layer("conv1").kernel
+    before = kernel.numpy().copy()
+    book = _median_seconds(iteration, max(iterations // 2, 5), warmup=2)
+    d_trains = not np.array_equal(before, kernel.numpy())
+    keras.backend.clear_session()
+    return {
+        "batch_size": cfg.batch_size,
+        "ours_s_per_iteration": ours,
+        "book_s_per_iteration": book,
+        "speedup_vs_book": book / ours,
+        "ours_mixed_bfloat16_s_per_iteration": ours_bf16,
+        "mixed_bfloat16_speedup_vs_book": book / ours_bf16,
+        "ours_images_per_s": 2 * cfg.batch_size / ours,  # real + fake images D sees per iteration
+        "book_loop_trains_d": d_trains,
+        "gflop_per_iteration": flops / 1e9,
+        "ours_gflop_per_s": flops / 1e9 / ours,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "trace_count": gan.trace_count,
+    }
+
+
+def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from dcgan.export import generator_to_onnx
+    from dcgan.models import build_generator, load_model
+    from dcgan.sampling import load_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx_path is None or not Path(onnx_path).is_file():
+            generator = build_generator(100)
+            import onnx
+
+            onnx_path = Path(tmp) / "generator.onnx"
+            onnx.save(generator_to_onnx(generator, opset=17), str(onnx_path))
+        else:
+            generator = load_model(Path(onnx_path).with_name("generator.keras"))
+        session = load_session(onnx_path)
+        call = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
+        rows = []
+        for batch in batches:
+            z = np.random.default_rng(batch).standard_normal((batch, 100)).astype(np.float32)
+            tz = tf.constant(z)
+            repeats = 200 if batch == 1 else (50 if batch == 64 else 10)
+            ort_s = _median_seconds(lambda z=z: session.run(["image"], {"z": z}), repeats, warmup=5)
+            tf_s = _median_seconds(lambda tz=tz: call(tz).numpy(), repeats, warmup=5)
+            rows.append(
+                {
+                    "batch": batch,
+                    "onnxruntime_ms": 1e3 * ort_s,
+                    "tensorflow_ms": 1e3 * tf_s,
+                    "onnxruntime_images_per_s": batch / ort_s,
+                    "tensorflow_images_per_s": batch / tf_s,
+                    "ort_speedup_vs_tf": tf_s / ort_s,
+                }
+            )
+    return {"model": str(onnx_path), "rows": rows}
+
+
+def bench_sample_cli(onnx_path: Path | None) -> dict[str, Any] | None:
+    """Cold start of `dcgan sample -n 64` in a fresh process, and whether TF got imported."""
+    if onnx_path is None or not Path(onnx_path).is_file():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        code = (
+            "import sys, time; t=time.perf_counter(); from dcgan.cli import main; "
+            f"rc=main(['sample','--model',r'{onnx_path}','-n','64','--out',r'{tmp}/s.png']); "
+            "print(time.perf_counter()-t, 'tensorflow' in sys.modules)"
+        )
+        walls = []
+        for _ in range(3):
+            start = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.split()
+            walls.append(time.perf_counter() - start)
+        return {"wall_s": statistics.median(walls), "tensorflow_imported": out[-1] == "True"}
+
+
+def run(out: Path, onnx_path: Path | None, iterations: int) -> dict[str, Any]:
+    report = {"machine": machine()}
+    log.info("benchmarking training (%d iterations each)...", iterations)
+    report["training"] = bench_training(iterations)
+    log.info("benchmarking inference...")
+    report["inference"] = bench_inference(onnx_path)
+    report["sample_cli"] = bench_sample_cli(onnx_path)
+    from dcgan.files import write_json
+
+    write_json(out, report)
+    print(format_table(report))
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    t = report["training"]
+    lines = [
+        f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"TF {report['machine']['tensorflow']}, ORT {report['machine']['onnxruntime']}",
+        "",
+        "training (batch 128)          s/iteration   images/s",
+        f"  dcgan step (tf.function)    {t['ours_s_per_iteration']:10.3f}   "
+        f"{t['ours_images_per_s']:8.0f}",
+        f"  dcgan step, mixed_bfloat16  {t['ours_mixed_bfloat16_s_per_iteration']:10.3f}   "
+        f"{2 * t['batch_size'] / t['ours_mixed_bfloat16_s_per_iteration']:8.0f}",
+        f"  book loop (train_on_batch)  {t['book_s_per_iteration']:10.3f}   "
+        f"{2 * t['batch_size'] / t['book_s_per_iteration']:8.0f}",
+        f"  speed-up vs book: {t['speedup_vs_book']:.2f}x (float32), "
+        f"{t['mixed_bfloat16_speedup_vs_book']:.2f}x (mixed_bfloat16)",
+        f"  {t['gflop_per_iteration']:.2f} GFLOP/iteration"
+        f" = {t['ours_gflop_per_s']:.1f} GFLOP/s; peak RSS {t['peak_rss_mb']:.0f} MB; "
+        f"book loop trains D: {t['book_loop_trains_d']}",
+        "",
+        "inference      onnxruntime ms   tensorflow ms   ORT/TF speed-up",
+    ]
+    for row in report["inference"]["rows"]:
+        lines.append(
+            f"  batch {row['batch']:5d} {row['onnxruntime_ms']:12.2f} "
+            f"{row['tensorflow_ms']:15.2f} {row['ort_speedup_vs_tf']:14.2f}x"
+        )
+    if report.get("sample_cli"):
+        s = report["sample_cli"]
+        lines += [
+            "",
+            f"dcgan sample -n 64, cold start: {s['wall_s']:.2f} s wall "
+            f"(TensorFlow imported: {s['tensorflow_imported']})",
+        ]
+    return "\n".join(lines)
