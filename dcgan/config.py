@@ -21,6 +21,7 @@ from dcgan.errors import DcganError
 
 PARAMS_FILE = "params.yaml"
 PRECISIONS = ("float32", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class TrainConfig:
     leaky_slope: float  # negative slope of every LeakyReLU (the book's alpha=0.01)
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
     precision: str  # float32 (the book) | mixed_bfloat16 (faster on CPUs with AVX512-BF16/AMX)
+    strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
+    devices: str  # mirrored only: e.g. "GPU:0,GPU:1"; empty = every visible GPU
     experiment: str  # MLflow experiment name
 
     def __post_init__(self) -> None:

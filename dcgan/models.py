@@ -25,8 +25,14 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_generator(z_dim: int, leaky_slope: float = 0.01) -> keras.Sequential:
-    """z (N, z_dim) -> image (N, 28, 28, 1) in [-1, 1]."""
+def build_generator(
+    z_dim: int, leaky_slope: float = 0.01, synchronized_bn: bool = False
+) -> keras.Sequential:
+    """z (N, z_dim) -> image (N, 28, 28, 1) in [-1, 1].
+
+    ``synchronized_bn``: BatchNorm statistics over the global batch under a multi-device
+    strategy, so training on N devices normalises as on one.
+    """
     return keras.Sequential(
         [
             keras.Input(shape=(z_dim,), name="z"),
@@ -35,12 +41,12 @@ def build_generator(z_dim: int, leaky_slope: float = 0.01) -> keras.Sequential:
             layers.Conv2DTranspose(
                 128, 3, strides=2, padding="same", name="deconv1"
             ),  # (N, 14, 14, 128)
-            layers.BatchNormalization(name="bn1"),
+            layers.BatchNormalization(synchronized=synchronized_bn, name="bn1"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
             layers.Conv2DTranspose(
                 64, 3, strides=1, padding="same", name="deconv2"
             ),  # (N, 14, 14, 64)
-            layers.BatchNormalization(name="bn2"),
+            layers.BatchNormalization(synchronized=synchronized_bn, name="bn2"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
             layers.Conv2DTranspose(
                 1, 3, strides=2, padding="same", name="deconv3"
@@ -51,7 +57,9 @@ def build_generator(z_dim: int, leaky_slope: float = 0.01) -> keras.Sequential:
     )
 
 
-def build_discriminator(leaky_slope: float = 0.01) -> keras.Sequential:
+def build_discriminator(
+    leaky_slope: float = 0.01, synchronized_bn: bool = False
+) -> keras.Sequential:
     """image (N, 28, 28, 1) -> probability (N, 1) that the image is real."""
     return keras.Sequential(
         [
@@ -59,11 +67,11 @@ def build_discriminator(leaky_slope: float = 0.01) -> keras.Sequential:
             layers.Conv2D(32, 3, strides=2, padding="same", name="conv1"),  # (N, 14, 14, 32)
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
             layers.Conv2D(64, 3, strides=2, padding="same", name="conv2"),  # (N, 7, 7, 64)
-            layers.BatchNormalization(name="bn2"),
+            layers.BatchNormalization(synchronized=synchronized_bn, name="bn2"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
             # The book's comment says 3x3x128; 'same' padding with stride 2 gives ceil(7/2) = 4.
             layers.Conv2D(128, 3, strides=2, padding="same", name="conv3"),  # (N, 4, 4, 128)
-            layers.BatchNormalization(name="bn3"),
+            layers.BatchNormalization(synchronized=synchronized_bn, name="bn3"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu3"),
             layers.Flatten(name="flatten"),  # (N, 2048)
             layers.Dense(1, activation="sigmoid", name="dense"),  # (N, 1)
@@ -73,7 +81,7 @@ def build_discriminator(leaky_slope: float = 0.01) -> keras.Sequential:
 
 
 def build_models(
-    z_dim: int, leaky_slope: float, precision: str = "float32"
+    z_dim: int, leaky_slope: float, precision: str = "float32", synchronized_bn: bool = False
 ) -> tuple[keras.Sequential, keras.Sequential]:
     """(generator, discriminator) computing in ``precision``; variables stay float32.
 
@@ -83,8 +91,8 @@ def build_models(
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        generator = build_generator(z_dim, leaky_slope)
-        discriminator = build_discriminator(leaky_slope)
+        generator = build_generator(z_dim, leaky_slope, synchronized_bn)
+        discriminator = build_discriminator(leaky_slope, synchronized_bn)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     if precision != "float32":

@@ -35,19 +35,52 @@ def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
     return here
 
 
+# Parallel experiments (`dvc queue start -j 2`) write one SQLite file at once: wait for the
+# lock for up to a minute instead of failing with "database is locked" after SQLite's 5 s.
+SQLITE_TIMEOUT_S = 60
+
+
 def tracking_uri(root: str | os.PathLike[str] | None = None) -> str:
     """``$MLFLOW_TRACKING_URI`` or the SQLite store at the repository root, as an absolute URI."""
     env = os.environ.get(ENV_URI, "").strip()
     if env:
         return env
-    return f"sqlite:///{(Path(root) if root else repo_root()) / 'mlflow.db'}"
+    db = (Path(root) if root else repo_root()) / "mlflow.db"
+    return f"sqlite:///{db}?timeout={SQLITE_TIMEOUT_S}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (query string removed), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def _default_artifact_root(uri: str) -> str | None:
     """Keep artifacts next to a local SQLite store (MLflow would use ./mlruns of the cwd)."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
-    return None
+    db = sqlite_path(uri)
+    return (db.parent / "mlruns").as_uri() if db else None
+
+
+def _store_lock(uri: str):
+    """A lock file next to a SQLite store, serialising table creation and experiment
+    creation across processes; a no-op for servers and databases, which do their own."""
+    from contextlib import nullcontext
+
+    from filelock import FileLock
+
+    db = sqlite_path(uri)
+    return FileLock(f"{db}.lock", timeout=SQLITE_TIMEOUT_S) if db else nullcontext()
+
+
+def _enable_wal(uri: str) -> None:
+    """Write-ahead logging: readers (mlflow ui) never block a training run's writes."""
+    import sqlite3
+
+    db = sqlite_path(uri)
+    if db is not None and db.exists():
+        with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
@@ -186,8 +219,8 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
                 f"MLflow tracking server {uri} does not answer ({reason}); {fix}"
             ) from None
         return uri
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
+    db = sqlite_path(uri)
+    if db is not None:
         folder = db.parent
         if (
             not folder.is_dir()
@@ -201,7 +234,9 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
     try:
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        with _store_lock(uri):  # the first use creates the tables: once, not once per process
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            _enable_wal(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DcganError(f"MLflow tracking store {uri} is not usable ({first}); {fix}") from None

@@ -34,6 +34,7 @@ import tensorflow as tf
 from dcgan import checkpoint
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import load_prepared
+from dcgan.errors import DcganError
 from dcgan.files import atomic_path, write_json
 from dcgan.models import build_models, seed_everything
 from dcgan.plots import save_grid, save_history_plot
@@ -43,6 +44,30 @@ log = logging.getLogger(__name__)
 
 GRID_SIZE = 16  # 4x4 grid of the fixed noise batch
 HISTORY_FIELDS = ("iteration", "d_loss", "d_accuracy", "g_loss")
+
+
+def bce(labels: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
+    """Mean binary cross-entropy, as Keras computes it (probabilities clipped to [1e-7, 1 - 1e-7]).
+
+    Not keras.losses.BinaryCrossentropy: under a multi-device strategy that object silently
+    divides by the number of replicas, and we scale explicitly where the gradients are taken.
+    """
+    return tf.reduce_mean(keras.losses.binary_crossentropy(labels, probs))
+
+
+def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
+    """``default``: one device. ``mirrored``: MirroredStrategy over ``devices`` (comma-separated,
+    e.g. "GPU:0,GPU:1"), or over every visible GPU when empty."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    listed = [d.strip() for d in devices.split(",") if d.strip()] or None
+    try:
+        return tf.distribute.MirroredStrategy(devices=listed)
+    except (ValueError, RuntimeError) as exc:
+        raise DcganError(
+            f"params.yaml: train.devices={devices!r} cannot be used ({exc}); list "
+            "visible devices such as GPU:0,GPU:1, or leave it empty"
+        ) from None
 
 
 def fixed_noise(z_dim: int, seed: int, n: int = GRID_SIZE) -> np.ndarray:
@@ -58,13 +83,23 @@ class GAN:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
         self.cfg = cfg
         seed_everything(cfg.seed)
-        self.generator, self.discriminator = build_models(cfg.z_dim, cfg.leaky_slope, cfg.precision)
-        self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
-        self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)
-        # Build optimizer slots now: variables cannot be created inside the compiled step.
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.bce = keras.losses.BinaryCrossentropy()
+        self.strategy = make_strategy(cfg.strategy, cfg.devices)
+        self.replicas = self.strategy.num_replicas_in_sync
+        if cfg.batch_size % self.replicas:
+            raise DcganError(
+                f"params.yaml: train.batch_size={cfg.batch_size} does not split "
+                f"evenly over {self.replicas} devices; use a multiple of "
+                f"{self.replicas}"
+            )
+        with self.strategy.scope():
+            self.generator, self.discriminator = build_models(
+                cfg.z_dim, cfg.leaky_slope, cfg.precision, synchronized_bn=self.replicas > 1
+            )
+            self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
+            self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)
+            # Build optimizer slots now: variables cannot be created inside the compiled step.
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
         self.images = tf.constant(images, dtype=tf.float32)  # (N, 28, 28, 1), stays on device
         self.rng = tf.random.Generator.from_seed(cfg.seed)
         self._compiled_step = tf.function(self._step, reduce_retracing=True)
@@ -77,8 +112,10 @@ class GAN:
         labels = tf.fill([tf.shape(images)[0], 1], label)
         with tf.GradientTape() as tape:
             pred = tf.cast(d(images, training=True), tf.float32)  # (B, 1)
-            loss = self.bce(labels, pred)
-        grads = tape.gradient(loss, d.trainable_variables)
+            loss = bce(labels, pred)  # mean over this replica's share
+            # Keras sums gradients over replicas: scale so the sum is the global-batch mean.
+            scaled = loss / self.replicas
+        grads = tape.gradient(scaled, d.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables, strict=True))
         accuracy = tf.reduce_mean(tf.cast(tf.equal(pred > 0.5, labels > 0.5), tf.float32))
         return loss, accuracy
@@ -93,26 +130,39 @@ class GAN:
             fake = g(z, training=True)  # (B, 28, 28, 1); updates G's BatchNorm statistics
             # stateless_call returns D's would-be BatchNorm updates, which we drop: D is frozen.
             pred, _ = d.stateless_call(d_trainable, d_non_trainable, fake, training=True)
-            loss = self.bce(labels, tf.cast(pred, tf.float32))
-        grads = tape.gradient(loss, g.trainable_variables)
+            loss = bce(labels, tf.cast(pred, tf.float32))
+            scaled = loss / self.replicas
+        grads = tape.gradient(scaled, g.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables, strict=True))
         return loss
 
-    def _step(self) -> dict[str, tf.Tensor]:
-        cfg = self.cfg
-        n = tf.shape(self.images, out_type=tf.int64)[0]
-        idx = self.rng.uniform([cfg.batch_size], 0, n, dtype=tf.int64)  # with replacement
-        real = tf.gather(self.images, idx)  # (B, 28, 28, 1)
-        z = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim)
+    def _replica_step(self, real: tf.Tensor, z: tf.Tensor, z_g: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The iteration on this replica's share of the global batch (all of it on one device)."""
+        share = self.cfg.batch_size // self.replicas
+        i = tf.distribute.get_replica_context().replica_id_in_sync_group
+        real, z, z_g = (t[i * share : (i + 1) * share] for t in (real, z, z_g))
         fake = self.generator(z, training=False)  # the book's generator.predict(z)
         d_loss_real, d_acc_real = self._d_update(real, 1.0)
         d_loss_fake, d_acc_fake = self._d_update(fake, 0.0)
-        g_loss = self._g_update(self.rng.normal([cfg.batch_size, cfg.z_dim]))
+        g_loss = self._g_update(z_g)
         return {
             "d_loss": 0.5 * (d_loss_real + d_loss_fake),
             "d_accuracy": 0.5 * (d_acc_real + d_acc_fake),
             "g_loss": g_loss,
         }
+
+    def _step(self) -> dict[str, tf.Tensor]:
+        cfg = self.cfg
+        # Every draw is global and made once, so a run's data and noise do not depend on how
+        # many devices share it.
+        n = tf.shape(self.images, out_type=tf.int64)[0]
+        idx = self.rng.uniform([cfg.batch_size], 0, n, dtype=tf.int64)  # with replacement
+        real = tf.gather(self.images, idx)  # (B, 28, 28, 1)
+        z = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim) for D's fake batch
+        z_g = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim) fresh, for G's step
+        per_replica = self.strategy.run(self._replica_step, args=(real, z, z_g))
+        mean = tf.distribute.ReduceOp.MEAN  # equal shares: the mean of means is the global mean
+        return {k: self.strategy.reduce(mean, v, axis=None) for k, v in per_replica.items()}
 
     # -- the public surface ----------------------------------------------------------------
 

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, write_params
+from .conftest import make_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -22,43 +17,9 @@ TINY = {
 }
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def copy_repository(dest: Path) -> Path:
-    """The files git would clone (tracked and untracked-but-not-ignored), nothing generated."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (f.decode() for f in files)):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    repo = copy_repository(tmp_path_factory.mktemp("repo"))
-    write_params(repo / "params.yaml", **TINY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    run(["git", "init", "-q", "-b", "main"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-q", "-m", "tiny"], repo, env)
+    repo, env = make_repo(tmp_path_factory.mktemp("repo"), TINY)
     run(["dvc", "repro"], repo, env)
     return repo, env
 

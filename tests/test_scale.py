@@ -1,0 +1,233 @@
+"""Beyond one machine: queued parallel experiments into one store, a real MLflow server,
+a DVC remote, and MirroredStrategy over two logical CPU devices."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import make_repo, run
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3, "checkpoint_interval": 3},
+    "classifier": {"epochs": 1},
+    "evaluate": {"num_samples": 200},
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo, env = make_repo(tmp_path_factory.mktemp("scale"), TINY)
+    run(["dvc", "repro"], repo, env)  # fills the run cache: queued copies reuse prepare
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", "baseline"], repo, env)
+    return repo, env
+
+
+def test_queued_experiments_run_in_parallel_into_one_store(repo):
+    repo, env = repo
+    for seed in (1, 2):
+        run(
+            ["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-n", f"seed{seed}"],
+            repo,
+            env,
+        )
+    run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    logs = "".join(run(["dvc", "queue", "logs", f"seed{s}"], repo, env) for s in (1, 2))
+    assert "database is locked" not in logs
+    assert status.count("Success") >= 2, status + logs
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
+    names = {
+        exp.get("name")
+        for rev in shown
+        for exp in (rev.get("experiments") or [])
+        for exp in [exp] + [r for r in exp.get("revs", [])]
+    }
+    text = json.dumps(shown)
+    assert {"seed1", "seed2"} <= names or ("seed1" in text and "seed2" in text)
+    assert "mnist_score" in text
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("dcgan")
+    runs = client.search_runs([exp.experiment_id])
+    by_name = {r.data.tags.get("dvc_exp_name"): r for r in runs}
+    assert {"seed1", "seed2"} <= set(by_name)  # both landed in the workspace's store
+    for name in ("seed1", "seed2"):
+        r = by_name[name]
+        assert r.info.status == "FINISHED"
+        assert r.data.params["train.seed"] == name[-1]
+        assert "mnist_score" in r.data.metrics  # evaluate logged into the same run
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "d_loss")] == [3, 6]
+    assert not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))  # nothing left in a copy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
+    repo, env = repo
+    work = tmp_path / "ws"
+    shutil.copytree(repo, work, ignore=shutil.ignore_patterns("mlflow.db*", "mlruns", ".dvc"))
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    py = [sys.executable, "-m"]
+    run(py + ["stages.train", "--checkpoints", "ckpt"], work, env)
+    run(py + ["stages.export"], work, env)
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((work / "models/training.json").read_text())["mlflow"]["run_id"]
+    got = client.get_run(run_id)
+    assert got.data.params["train.iterations"] == "6"
+    assert [m.step for m in client.get_metric_history(run_id, "g_loss")] == [3, 6]
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.onnx.load_model(f"runs:/{run_id}/generator")
+    assert model.graph.output[0].name == "image"
+
+
+def test_dvc_remote_push_wipe_pull_is_byte_identical(repo, tmp_path):
+    repo, env = repo
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "--local", "-f", "storage", str(remote)], repo, env)
+    run(["dvc", "push", "-r", "storage"], repo, env)
+    models = ["models/generator.onnx", "models/generator.keras", "models/mnist_classifier.keras"]
+    before = {m: (repo / m).read_bytes() for m in models}
+    shutil.rmtree(repo / ".dvc/cache")
+    for m in models:
+        (repo / m).unlink()
+    run(["dvc", "pull", "-r", "storage"], repo, env)
+    assert {m: (repo / m).read_bytes() for m in models} == before
+    assert "up to date" in run(["dvc", "status"], repo, env)
+
+
+MIRRORED = """
+import dataclasses, json, sys
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from dcgan.config import load_all
+from dcgan.training import GAN, train_loop
+
+base = dataclasses.replace(load_all(sys.argv[1])["train"], iterations=3, batch_size=16,
+                           sample_interval=1)
+mirrored = dataclasses.replace(base, strategy="mirrored", devices="CPU:0,CPU:1")
+x = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
+out = {}
+for name, cfg in (("default", base), ("mirrored", mirrored)):
+    gan = GAN(cfg, x)
+    g0 = [v.numpy().copy() for v in gan.generator.trainable_weights]
+    d0 = [v.numpy().copy() for v in gan.discriminator.trainable_weights]
+    rows = train_loop(gan, progress=False).rows
+    out[name] = {
+        "replicas": gan.replicas,
+        "rows": rows,
+        "g_changed": all(not np.array_equal(a, v.numpy())
+                         for a, v in zip(g0, gan.generator.trainable_weights)),
+        "d_changed": all(not np.array_equal(a, v.numpy())
+                         for a, v in zip(d0, gan.discriminator.trainable_weights)),
+    }
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_strategy_over_two_logical_cpus_matches_one_device():
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    one, two = out["default"], out["mirrored"]
+    assert one["replicas"] == 1 and two["replicas"] == 2
+    assert two["g_changed"] and two["d_changed"]
+    for a, b in zip(one["rows"], two["rows"], strict=True):
+        for key in ("d_loss", "g_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-2), (key, a, b)  # same loss scale
+        assert b["d_accuracy"] == a["d_accuracy"]
+    # The first iteration starts from identical weights and the same global batch: with
+    # synchronised BatchNorm it differs from one device only by summation order.
+    assert two["rows"][0]["d_loss"] == pytest.approx(one["rows"][0]["d_loss"], rel=1e-4)
+
+
+def test_batch_size_must_split_over_devices(tiny_train_cfg, tiny_images, monkeypatch):
+    import dataclasses
+
+    from dcgan import training
+    from dcgan.errors import DcganError
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    monkeypatch.setattr(training, "make_strategy", lambda name, devices: TwoReplicas())
+    cfg = dataclasses.replace(tiny_train_cfg, batch_size=7, strategy="mirrored")
+    with pytest.raises(DcganError, match="batch_size=7 does not split evenly over 2 devices"):
+        training.GAN(cfg, tiny_images)
