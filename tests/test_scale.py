@@ -126,6 +126,7 @@ def mlflow_server(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("mlflow_server", ["sqlite", "postgres"], indirect=True)
 def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
     repo, env = repo
     work = tmp_path / "ws"
