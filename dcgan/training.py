@@ -138,9 +138,12 @@ class GAN:
 
     def _replica_step(self, real: tf.Tensor, z: tf.Tensor, z_g: tf.Tensor) -> dict[str, tf.Tensor]:
         """The iteration on this replica's share of the global batch (all of it on one device)."""
-        share = self.cfg.batch_size // self.replicas
-        i = tf.distribute.get_replica_context().replica_id_in_sync_group
-        real, z, z_g = (t[i * share : (i + 1) * share] for t in (real, z, z_g))
+        if self.replicas > 1:
+            # Not on one device: the slice there trips Grappler's remapper (a logged error and
+            # a skipped optimisation pass) for nothing.
+            share = self.cfg.batch_size // self.replicas
+            i = tf.distribute.get_replica_context().replica_id_in_sync_group
+            real, z, z_g = (t[i * share : (i + 1) * share] for t in (real, z, z_g))
         fake = self.generator(z, training=False)  # the book's generator.predict(z)
         d_loss_real, d_acc_real = self._d_update(real, 1.0)
         d_loss_fake, d_acc_fake = self._d_update(fake, 0.0)
