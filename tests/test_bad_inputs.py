@@ -1,0 +1,79 @@
+"""More of the bad-input table: unsafe model files, a full disk, missing artifacts for a stage."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dcgan.config import PrepareConfig
+from dcgan.errors import DcganError, run_main
+
+from .conftest import ROOT
+
+
+def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
+    import keras
+
+    from dcgan.models import load_model
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    path = tmp_path / "generator.keras"
+    model.save(path)
+    with pytest.raises(DcganError, match="cannot be loaded safely"):
+        load_model(path)
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    from dcgan import data
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x_train.npy"))
+
+    monkeypatch.setattr(data.np, "save", full)
+    code = run_main(lambda: data.prepare(PrepareConfig("sample", 0.2, 0), tmp_path / "out"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "No space left on device" in err[0] and "free space" in err[0]
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
+
+
+@pytest.mark.parametrize(
+    ("stage", "args", "message"),
+    [
+        ("train", ["--data", "nowhere"], "holds no prepared data; run `dvc repro prepare` first"),
+        ("export", ["--models", "nowhere"], "training.json not found; run `dvc repro train`"),
+        ("evaluate", ["--onnx", "nowhere.onnx"], "nowhere.onnx not found"),
+    ],
+)
+def test_stage_without_its_inputs(tmp_path, stage, args, message):
+    env_uri = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": env_uri},
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+
+
+def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
+    import onnx
+
+    from dcgan.config import EvaluateConfig
+    from dcgan.evaluation import evaluate
+    from dcgan.export import generator_to_onnx
+    from dcgan.models import build_generator
+
+    onnx.save(generator_to_onnx(build_generator(64), opset=17), str(tmp_path / "g.onnx"))
+    build_generator(100).save(tmp_path / "generator.keras")
+    with pytest.raises(DcganError, match="takes z of width 100 but .* takes 64"):
+        evaluate(EvaluateConfig(10, 0, 1e-4), tmp_path / "g.onnx", tmp_path, tmp_path, tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
