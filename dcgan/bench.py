@@ -101,7 +101,7 @@ def step_flops(gan) -> float:
     return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
 
 
-def bench_training(iterations: int = 30) -> dict[str, Any]:
+def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any]:
     import keras
 
     from dcgan.config import TrainConfig
@@ -110,7 +110,7 @@ def bench_training(iterations: int = 30) -> dict[str, Any]:
 
     cfg = TrainConfig(
         iterations=1,
-        batch_size=128,
+        batch_size=batch_size,
         sample_interval=1,
         checkpoint_interval=1,
         z_dim=100,
@@ -120,6 +120,9 @@ def bench_training(iterations: int = 30) -> dict[str, Any]:
         beta_2=0.999,
         leaky_slope=0.01,
         seed=0,
+        precision="float32",
+        strategy="default",
+        devices="",
         experiment="bench",
     )
     images = normalise(load_sample(0.2, 0).x_train)

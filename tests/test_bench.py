@@ -46,3 +46,18 @@ def test_format_table_lists_every_batch():
     }
     table = format_table(report)
     assert "3.00x" in table and "batch  1024" in table and "TensorFlow imported: False" in table
+
+
+def test_bench_training_runs_and_reports(monkeypatch):
+    from dcgan.bench import bench_training
+
+    report = bench_training(iterations=1, batch_size=8)
+    assert report["book_loop_trains_d"] is True
+    assert report["trace_count"] == 1
+    assert report["gflop_per_iteration"] > 0
+    for key in (
+        "ours_s_per_iteration",
+        "ours_mixed_bfloat16_s_per_iteration",
+        "book_s_per_iteration",
+    ):
+        assert report[key] > 0
