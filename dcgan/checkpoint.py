@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class Resumed:
     iteration: int
     history: list[dict[str, float]]
     run_id: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def save(

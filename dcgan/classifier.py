@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,12 @@ def train_classifier(cfg: ClassifierConfig, x: np.ndarray, y: np.ndarray) -> ker
     return model
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    probs, _ = predict(model, x)
-    return float((probs.argmax(axis=1) == y).mean())
+Head = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def predict(
-    model: keras.Model, images: np.ndarray, batch_size: int = 1000
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, 10), penultimate features (N, 128)) in inference mode."""
+def feature_head(model: keras.Model, batch_size: int = 1000) -> Head:
+    """A compiled function: images -> (probabilities (N, 10), features (N, 128)), inference
+    mode. Build it once per model and call it for every image set (each build traces anew)."""
     # Re-wire the layers into a two-output model; works for fresh and loaded Sequentials alike.
     inputs = keras.Input(shape=(28, 28, 1))
     x, features = inputs, None
@@ -76,12 +74,31 @@ def predict(
             features = x
     head = keras.Model(inputs, [x, features])
     call = tf.function(lambda x: head(x, training=False), reduce_retracing=True)
-    probs, feats = [], []
-    for i in range(0, len(images), batch_size):
-        p, f = call(tf.constant(images[i : i + batch_size], tf.float32))
-        probs.append(p.numpy())
-        feats.append(f.numpy())
-    return np.concatenate(probs), np.concatenate(feats)
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, feats = [], []
+        for i in range(0, len(images), batch_size):
+            p, f = call(tf.constant(images[i : i + batch_size], tf.float32))
+            probs.append(p.numpy())
+            feats.append(f.numpy())
+        return np.concatenate(probs), np.concatenate(feats)
+
+    return run
+
+
+def predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, 10), penultimate features (N, 128)) in inference mode."""
+    return feature_head(model)(images)
+
+
+def _accuracy(head: Head, x: np.ndarray, y: np.ndarray) -> float:
+    probs, _ = head(x)
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of ``x`` whose predicted digit is ``y``."""
+    return _accuracy(feature_head(model), x, y)
 
 
 def classifier_stage(
@@ -93,9 +110,10 @@ def classifier_stage(
     """Train on the prepared training split; report accuracy on the prepared test split."""
     data = load_prepared(data_dir)
     model = train_classifier(cfg, data.x_train, data.y_train)
+    head = feature_head(model)
     report = {
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
-        "train_accuracy": accuracy(model, data.x_train, data.y_train),
+        "test_accuracy": _accuracy(head, data.x_test, data.y_test),
+        "train_accuracy": _accuracy(head, data.x_train, data.y_train),
         "train_count": int(len(data.y_train)),
         "test_count": int(len(data.y_test)),
     }

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan import quality
-from dcgan.classifier import predict
+from dcgan.classifier import feature_head
 from dcgan.config import EvaluateConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
@@ -43,9 +43,10 @@ def quality_metrics(
 
     Returns (metrics, generated class probabilities).
     """
-    gen_probs, gen_feats = predict(classifier, generated)
-    test_probs, test_feats = predict(classifier, real_test)
-    _, train_feats = predict(classifier, real_train)
+    head = feature_head(classifier)
+    gen_probs, gen_feats = head(generated)
+    test_probs, test_feats = head(real_test)
+    _, train_feats = head(real_train)
     gen_cov, test_cov = quality.class_coverage(gen_probs), quality.class_coverage(test_probs)
     metrics = {
         "fcd": quality.frechet_distance(gen_feats, test_feats),

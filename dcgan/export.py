@@ -17,12 +17,10 @@ from dcgan.config import ExportConfig, flat_params
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
 from dcgan.models import as_float32, generator_z_dim, load_model
+from dcgan.sampling import INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.tracking import Tracker
 
 log = logging.getLogger(__name__)
-
-INPUT_NAME = "z"
-OUTPUT_NAME = "image"
 
 
 def generator_to_onnx(
@@ -57,12 +55,6 @@ def generator_to_onnx(
     onnx.helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The metadata an exported file carries (z_dim, layout, params, ...)."""
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def export(
@@ -105,11 +97,10 @@ def export(
 
 def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> None:
     import mlflow
-    import numpy as np
     import onnxruntime as ort
     from mlflow.models import infer_signature
 
-    example = np.random.default_rng(0).standard_normal((2, z_dim)).astype(np.float32)
+    example = draw_noise(2, z_dim, seed=0)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (image,) = session.run([OUTPUT_NAME], {INPUT_NAME: example})
     mlflow.set_tracking_uri(tracker.uri)

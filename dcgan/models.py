@@ -13,9 +13,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from dcgan.data import IMAGE_SHAPE
 from dcgan.errors import DcganError
-
-IMAGE_SHAPE = (28, 28, 1)
 
 
 def seed_everything(seed: int) -> None:

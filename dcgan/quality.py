@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-NUM_CLASSES = 10
+from dcgan.data import NUM_CLASSES
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -121,13 +121,14 @@ class Tracker:
 
         uri = uri or tracking_uri()
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            exp_id = client.create_experiment(
-                experiment, artifact_location=_artifact_location(uri, experiment)
-            )
-        else:
-            exp_id = exp.experiment_id
+        with _store_lock(uri):  # two queued experiments may create the experiment at once
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                exp_id = client.create_experiment(
+                    experiment, artifact_location=_artifact_location(uri, experiment)
+                )
+            else:
+                exp_id = exp.experiment_id
         run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
         log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
         return cls(uri, run.info.run_id)
@@ -156,21 +157,18 @@ class Tracker:
 
         existing = self.client.get_run(self.run_id).data.params
         new = [Param(k, str(v)) for k, v in params.items() if k not in existing]
-        changed = [
-            RunTag(f"rerun.{k}", str(v))
-            for k, v in params.items()
-            if k in existing and existing[k] != str(v)
-        ]
-        for tag in changed:
+        changed = {k: str(v) for k, v in params.items() if k in existing and existing[k] != str(v)}
+        for key, value in changed.items():
             log.warning(
-                "MLflow run already records %s=%s; this rerun used %s (kept as tag %s)",
-                tag.key[6:],
-                existing[tag.key[6:]],
-                tag.value,
-                tag.key,
+                "MLflow run already records %s=%s; this rerun used %s (kept as tag rerun.%s)",
+                key,
+                existing[key],
+                value,
+                key,
             )
-        if new or changed:
-            self.client.log_batch(self.run_id, params=new, tags=changed)
+        tags = [RunTag(f"rerun.{k}", v) for k, v in changed.items()]
+        if new or tags:
+            self.client.log_batch(self.run_id, params=new, tags=tags)
 
     def metric_steps(self, key: str) -> set[int]:
         """Steps at which ``key`` is already recorded (empty for a new run)."""
@@ -185,16 +183,14 @@ class Tracker:
         batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch)
 
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+_checked: set[str] = set()  # URIs found usable in this process
 
 
 def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
@@ -207,6 +203,8 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
     import urllib.request
 
     uri = uri or tracking_uri()
+    if uri in _checked:  # the train stage checks before TensorFlow loads, train() again
+        return uri
     fix = f"start the server, or unset {ENV_URI} to use ./mlflow.db"
     if uri.startswith(("http://", "https://")):
         try:
@@ -240,6 +238,7 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
     except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DcganError(f"MLflow tracking store {uri} is not usable ({first}); {fix}") from None
+    _checked.add(uri)
     return uri
 
 

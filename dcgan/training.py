@@ -361,7 +361,7 @@ def train(
                 tracker.log_metrics(metrics, step=iteration)
             tracker.log_artifact(path, "samples")
 
-        def on_checkpoint(iteration: int, history: History) -> None:
+        def on_checkpoint(iteration: int, history: History, complete: bool = False) -> None:
             checkpoint.save(
                 checkpoint_dir,
                 gan.state_variables(),
@@ -369,7 +369,8 @@ def train(
                 history=history.rows,
                 run_id=tracker.run_id,
                 fingerprint=identity,
-                samples_dir=samples_dir,
+                samples_dir=None if complete else samples_dir,
+                complete=complete,
             )
 
         start = time.perf_counter()
@@ -417,15 +418,7 @@ def train(
         if checkpoint_dir is not None:
             # The finished state stays (a DVC output, so `dvc repro` stays up to date) but is
             # marked complete, so a forced rerun trains again instead of resuming at the end.
-            checkpoint.save(
-                checkpoint_dir,
-                gan.state_variables(),
-                iteration=cfg.iterations,
-                history=history.rows,
-                run_id=tracker.run_id,
-                fingerprint=identity,
-                complete=True,
-            )
+            on_checkpoint(cfg.iterations, history, complete=True)
         tracker.log_metrics({"seconds_per_iteration": final["seconds_per_iteration"]})
         tracker.log_artifact(plot)
         tracker.log_artifact(reports_dir / "train_history.csv")
