@@ -105,6 +105,7 @@ class ClassifierConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     opset: int  # ONNX opset; tf2onnx 1.17 supports 13..18
+    optimize: bool  # rewrite tf2onnx's graph for onnxruntime (Gemm + Conv, no ConvTranspose)
 
     def __post_init__(self) -> None:
         _check(
@@ -184,6 +185,10 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     # bool is a subclass of int in Python; `iterations: true` is a typo, not 1.
     if isinstance(value, bool) and kind is not bool:
         raise bad()
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
     if kind is int:
         if not isinstance(value, int):
             raise bad()

@@ -37,6 +37,8 @@ def test_repository_params_load(repo_params):
         ("train", "experiment", 3, "train.experiment must be str"),
         ("prepare", "test_fraction", 1.5, "prepare.test_fraction must be between 0 and 1"),
         ("export", "opset", 21, "export.opset must be between 13 and 18"),
+        ("export", "optimize", "yes", "export.optimize must be bool, got 'yes'"),
+        ("export", "optimize", 1, "export.optimize must be bool, got 1"),
         ("evaluate", "tolerance", -1.0, "evaluate.tolerance must be > 0"),
         ("evaluate", "num_samples", 0, "evaluate.num_samples must be a positive integer"),
         ("classifier", "epochs", 0, "classifier.epochs must be a positive integer"),
