@@ -122,6 +122,64 @@ def as_float32(model: keras.Sequential, output_only: bool = False) -> keras.Sequ
     return copy
 
 
+def train_forward(
+    model: keras.Sequential, x: tf.Tensor, update_statistics: bool = True
+) -> tf.Tensor:
+    """``model(x, training=True)``, with BatchNorm on TensorFlow's fused kernel.
+
+    Keras 3 builds training-mode BatchNorm from separate moments and arithmetic ops; the
+    fused kernel (and its gradient) is 2-4x faster on CPU, and G and D spend a large part of
+    each step there. Same maths: normalise with the batch mean and biased variance, move the
+    moving statistics by ``momentum`` towards them (Keras updates with the biased variance;
+    the fused op returns the unbiased one, so it is rescaled). With ``update_statistics``
+    False the moving statistics are left alone, as for the frozen D in the G step.
+    """
+    for layer in model.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            x = layer(x, training=True)
+        elif _fusable(layer, x):
+            x = _fused_batch_norm(layer, x, update_statistics)
+        elif update_statistics:
+            x = layer(x, training=True)
+        else:  # e.g. synchronized BatchNorm: Keras' layer, its updates returned and dropped
+            trainable = [v.value for v in layer.trainable_variables]
+            non_trainable = [v.value for v in layer.non_trainable_variables]
+            x, _ = layer.stateless_call(trainable, non_trainable, x, training=True)
+    return x
+
+
+def _fusable(layer: layers.BatchNormalization, x: tf.Tensor) -> bool:
+    return (
+        x.shape.rank == 4
+        and layer.axis in (-1, 3)
+        and layer.center
+        and layer.scale
+        and not layer.synchronized
+        and layer.trainable
+    )
+
+
+def _fused_batch_norm(
+    layer: layers.BatchNormalization, x: tf.Tensor, update_statistics: bool
+) -> tf.Tensor:
+    x = tf.cast(x, layer.compute_dtype)  # what the layer's own call would do
+    y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+        x,
+        tf.cast(layer.gamma, tf.float32),
+        tf.cast(layer.beta, tf.float32),
+        epsilon=layer.epsilon,
+        data_format="NHWC",
+        is_training=True,
+    )
+    if update_statistics:
+        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        variance = unbiased_variance * (n - 1.0) / n
+        m = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean * m + mean * (1.0 - m))
+        layer.moving_variance.assign(layer.moving_variance * m + variance * (1.0 - m))
+    return y
+
+
 def load_model(path: str | os.PathLike[str]) -> keras.Model:
     """Load a saved .keras model with ``safe_mode=True`` (no arbitrary code from Lambda layers)."""
     try:

@@ -12,7 +12,7 @@ One iteration, exactly as in *GANs in Action*, chapter 4:
 The book freezes D with ``discriminator.trainable = False`` before compiling the combined
 model. In Keras 3 that flag also stops ``discriminator.train_on_batch`` from training D,
 so we do not port it: the G step differentiates with respect to G's variables only, and
-calls D statelessly so D's BatchNorm statistics are not updated either. As in the book's
+runs D without updating its BatchNorm statistics (D is frozen). As in the book's
 Keras 2 code, D's BatchNorm normalises with the batch statistics of the fake batch there.
 """
 
@@ -36,7 +36,7 @@ from dcgan.config import TrainConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path, write_json
-from dcgan.models import build_models, seed_everything
+from dcgan.models import build_models, seed_everything, train_forward
 from dcgan.plots import save_grid, save_history_plot
 from dcgan.tracking import Tracker, check_tracking_store, run_tags
 
@@ -111,7 +111,7 @@ class GAN:
         d = self.discriminator
         labels = tf.fill([tf.shape(images)[0], 1], label)
         with tf.GradientTape() as tape:
-            pred = tf.cast(d(images, training=True), tf.float32)  # (B, 1)
+            pred = tf.cast(train_forward(d, images), tf.float32)  # (B, 1)
             loss = bce(labels, pred)  # mean over this replica's share
             # Keras sums gradients over replicas: scale so the sum is the global-batch mean.
             scaled = loss / self.replicas
@@ -124,12 +124,10 @@ class GAN:
         """One Adam step of G through D; D's weights and BatchNorm statistics stay untouched."""
         g, d = self.generator, self.discriminator
         labels = tf.ones([tf.shape(z)[0], 1])
-        d_trainable = [v.value for v in d.trainable_variables]
-        d_non_trainable = [v.value for v in d.non_trainable_variables]
         with tf.GradientTape() as tape:
-            fake = g(z, training=True)  # (B, 28, 28, 1); updates G's BatchNorm statistics
-            # stateless_call returns D's would-be BatchNorm updates, which we drop: D is frozen.
-            pred, _ = d.stateless_call(d_trainable, d_non_trainable, fake, training=True)
+            fake = train_forward(g, z)  # (B, 28, 28, 1); updates G's BatchNorm statistics
+            # D is frozen: its BatchNorm normalises with batch statistics, but keeps its own.
+            pred = train_forward(d, fake, update_statistics=False)
             loss = bce(labels, tf.cast(pred, tf.float32))
             scaled = loss / self.replicas
         grads = tape.gradient(scaled, g.trainable_variables)

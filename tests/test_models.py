@@ -72,3 +72,61 @@ def test_generator_output_range_and_z_dim():
     out = g(np.random.default_rng(0).standard_normal((3, 16)).astype("float32"), training=False)
     assert out.shape == (3, 28, 28, 1)
     assert float(np.abs(out).max()) <= 1.0
+
+
+def _perturbed_copies(build):
+    """Two copies of a model with the same random weights and BatchNorm statistics."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = build(), build()
+    a.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in a.get_weights()])
+    b.set_weights(a.get_weights())
+    return a, b
+
+
+@pytest.mark.parametrize("which", ["generator", "discriminator"])
+def test_train_forward_is_keras_training_mode_with_fused_batchnorm(which):
+    """Same outputs, same gradients, same moving-statistics updates as model(x, training=True)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from dcgan.models import train_forward
+
+    build = (lambda: build_generator(100)) if which == "generator" else build_discriminator
+    keras_model, ours = _perturbed_copies(build)
+    rng = np.random.default_rng(1)
+    x = tf.constant(
+        rng.standard_normal((16, 100)).astype(np.float32)
+        if which == "generator"
+        else rng.uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
+    )
+
+    def run(model, forward):
+        with tf.GradientTape() as tape:
+            y = forward(model, x)
+            loss = tf.reduce_mean(tf.square(y - 0.3))
+        return y, tape.gradient(loss, model.trainable_variables)
+
+    y1, g1 = run(keras_model, lambda m, x: m(x, training=True))
+    y2, g2 = run(ours, train_forward)
+    assert np.abs(y1.numpy() - y2.numpy()).max() <= 1e-5
+    for a, b in zip(g1, g2, strict=True):
+        assert np.abs(a.numpy() - b.numpy()).max() <= 1e-5 * (1 + np.abs(a.numpy()).max())
+    for a, b in zip(keras_model.non_trainable_weights, ours.non_trainable_weights, strict=True):
+        assert np.abs(a.numpy() - b.numpy()).max() <= 1e-6  # moving mean and variance
+
+
+def test_train_forward_can_leave_batchnorm_statistics_alone():
+    import numpy as np
+
+    from dcgan.models import train_forward
+
+    keras_model, ours = _perturbed_copies(build_discriminator)
+    before = [w.numpy().copy() for w in ours.non_trainable_weights]
+    x = np.random.default_rng(2).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    out = train_forward(ours, x, update_statistics=False)
+    after = [w.numpy() for w in ours.non_trainable_weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    # ...while still normalising with the batch's statistics, as training mode does
+    assert np.abs(out.numpy() - keras_model(x, training=True).numpy()).max() <= 1e-5
