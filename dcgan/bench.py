@@ -59,10 +59,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def book_loop(cfg, images: np.ndarray):
+def book_loop(cfg, images: np.ndarray, unused_predict: bool = True):
     """The book's loop on the same architecture: predict + train_on_batch, with D frozen in
     the combined model only. Keras 3 bakes the trainable variables into each model's train
     function when it is first traced, so D is traced trainable and the combined model frozen.
+    As printed in the book, data, labels and noise are float64 NumPy arrays and the G phase
+    calls ``generator.predict(z)`` once more without using the result (``unused_predict``).
     Returns a callable running one iteration, and the models (to check what trains)."""
     import keras
 
@@ -70,24 +72,37 @@ def book_loop(cfg, images: np.ndarray):
 
     g, d = build_generator(cfg.z_dim, cfg.leaky_slope), build_discriminator(cfg.leaky_slope)
     d.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(), metrics=["accuracy"])
-    real = np.ones((cfg.batch_size, 1), np.float32)
-    fake = np.zeros((cfg.batch_size, 1), np.float32)
+    x_train = images.astype(np.float64)  # the book's X_train / 127.5 - 1.0
+    real = np.ones((cfg.batch_size, 1))
+    fake = np.zeros((cfg.batch_size, 1))
     rng = np.random.default_rng(cfg.seed)
-    d.train_on_batch(images[: cfg.batch_size], real)  # trace D's train function, D trainable
+    d.train_on_batch(x_train[: cfg.batch_size], real)  # trace D's train function, D trainable
     d.trainable = False
     combined = keras.Sequential([g, d])
     combined.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam())
 
     def iteration() -> None:
-        idx = rng.integers(0, len(images), cfg.batch_size)
-        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim)).astype(np.float32)
+        idx = rng.integers(0, len(x_train), cfg.batch_size)
+        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim))
         gen = g.predict(z, verbose=0)
-        d.train_on_batch(images[idx], real)
+        d.train_on_batch(x_train[idx], real)
         d.train_on_batch(gen, fake)
-        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim)).astype(np.float32)
+        z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim))
+        if unused_predict:
+            g.predict(z, verbose=0)
         combined.train_on_batch(z, real)
 
     return iteration, g, d, combined
+
+
+def matmul_gflop_per_s(dtype: str = "float32", n: int = 2048, repeats: int = 10) -> float:
+    """What this machine's kernels reach on a large square matmul: the ceiling for a step
+    whose time is spent in convolutions (which TensorFlow lowers to the same GEMM kernels)."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((n, n), seed=(0, 0), dtype=dtype)
+    product = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
+    return 2 * n**3 / _median_seconds(lambda: product(a).numpy(), repeats) / 1e9
 
 
 def step_flops(gan) -> float:
@@ -140,24 +155,36 @@ def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any
     before = kernel.numpy().copy()
     book = _median_seconds(iteration, max(iterations // 2, 5), warmup=2)
     d_trains = not np.array_equal(before, kernel.numpy())
+    lean_iteration, *_ = book_loop(cfg, images, unused_predict=False)
+    book_lean = _median_seconds(lean_iteration, max(iterations // 2, 5), warmup=2)
     keras.backend.clear_session()
+    peak, peak_bf16 = matmul_gflop_per_s("float32"), matmul_gflop_per_s("bfloat16")
     return {
         "batch_size": cfg.batch_size,
         "ours_s_per_iteration": ours,
         "book_s_per_iteration": book,
         "speedup_vs_book": book / ours,
+        "book_without_unused_predict_s_per_iteration": book_lean,
+        "speedup_vs_book_without_unused_predict": book_lean / ours,
         "ours_mixed_bfloat16_s_per_iteration": ours_bf16,
         "mixed_bfloat16_speedup_vs_book": book / ours_bf16,
         "ours_images_per_s": 2 * cfg.batch_size / ours,  # real + fake images D sees per iteration
         "book_loop_trains_d": d_trains,
         "gflop_per_iteration": flops / 1e9,
         "ours_gflop_per_s": flops / 1e9 / ours,
+        "matmul_float32_gflop_per_s": peak,
+        "matmul_bfloat16_gflop_per_s": peak_bf16,
+        # the step's FLOPs at matmul speed: no float32 step on this machine can beat this
+        "float32_ceiling_speedup_vs_book": book / (flops / 1e9 / peak),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "trace_count": gan.trace_count,
     }
 
 
 def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, Any]:
+    """The shipped ONNX file through onnxruntime, tf2onnx's unrewritten graph of the same
+    generator (what export.optimize=false gives), and the Keras generator as a tf.function."""
+    import onnx
     import tensorflow as tf
 
     from dcgan.export import generator_to_onnx
@@ -167,13 +194,14 @@ def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None or not Path(onnx_path).is_file():
             generator = build_generator(100)
-            import onnx
-
             onnx_path = Path(tmp) / "generator.onnx"
             onnx.save(generator_to_onnx(generator, opset=17), str(onnx_path))
         else:
             generator = load_model(Path(onnx_path).with_name("generator.keras"))
-        session = load_session(onnx_path)
+        plain_path = Path(tmp) / "plain.onnx"
+        onnx.save(generator_to_onnx(generator, opset=17, optimize=False), str(plain_path))
+        session, plain = load_session(onnx_path), load_session(plain_path)
+        graph = session.get_modelmeta().custom_metadata_map.get("graph", "tf2onnx")
         call = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
         rows = []
         for batch in batches:
@@ -181,18 +209,20 @@ def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, 
             tz = tf.constant(z)
             repeats = 200 if batch == 1 else (50 if batch == 64 else 10)
             ort_s = _median_seconds(lambda z=z: session.run(["image"], {"z": z}), repeats, warmup=5)
+            plain_s = _median_seconds(lambda z=z: plain.run(["image"], {"z": z}), repeats, warmup=5)
             tf_s = _median_seconds(lambda tz=tz: call(tz).numpy(), repeats, warmup=5)
             rows.append(
                 {
                     "batch": batch,
                     "onnxruntime_ms": 1e3 * ort_s,
+                    "onnxruntime_tf2onnx_graph_ms": 1e3 * plain_s,
                     "tensorflow_ms": 1e3 * tf_s,
                     "onnxruntime_images_per_s": batch / ort_s,
                     "tensorflow_images_per_s": batch / tf_s,
                     "ort_speedup_vs_tf": tf_s / ort_s,
                 }
             )
-    return {"model": str(onnx_path), "rows": rows}
+    return {"model": str(onnx_path), "graph": graph, "rows": rows}
 
 
 def bench_sample_cli(onnx_path: Path | None) -> dict[str, Any] | None:
@@ -242,17 +272,24 @@ def format_table(report: dict[str, Any]) -> str:
         f"{2 * t['batch_size'] / t['ours_mixed_bfloat16_s_per_iteration']:8.0f}",
         f"  book loop (train_on_batch)  {t['book_s_per_iteration']:10.3f}   "
         f"{2 * t['batch_size'] / t['book_s_per_iteration']:8.0f}",
+        f"  ... minus its unused predict {t['book_without_unused_predict_s_per_iteration']:9.3f}   "
+        f"{2 * t['batch_size'] / t['book_without_unused_predict_s_per_iteration']:8.0f}",
         f"  speed-up vs book: {t['speedup_vs_book']:.2f}x (float32), "
-        f"{t['mixed_bfloat16_speedup_vs_book']:.2f}x (mixed_bfloat16)",
+        f"{t['mixed_bfloat16_speedup_vs_book']:.2f}x (mixed_bfloat16); "
+        f"{t['speedup_vs_book_without_unused_predict']:.2f}x vs the book minus its unused predict",
         f"  {t['gflop_per_iteration']:.2f} GFLOP/iteration"
         f" = {t['ours_gflop_per_s']:.1f} GFLOP/s; peak RSS {t['peak_rss_mb']:.0f} MB; "
         f"book loop trains D: {t['book_loop_trains_d']}",
+        f"  2048^2 matmul: {t['matmul_float32_gflop_per_s']:.0f} GFLOP/s float32, "
+        f"{t['matmul_bfloat16_gflop_per_s']:.0f} bfloat16; at float32 matmul speed the step "
+        f"would be {t['float32_ceiling_speedup_vs_book']:.2f}x the book loop",
         "",
-        "inference      onnxruntime ms   tensorflow ms   ORT/TF speed-up",
+        "inference      onnxruntime ms   (tf2onnx graph)   tensorflow ms   ORT/TF speed-up",
     ]
     for row in report["inference"]["rows"]:
         lines.append(
             f"  batch {row['batch']:5d} {row['onnxruntime_ms']:12.2f} "
+            f"{row['onnxruntime_tf2onnx_graph_ms']:17.2f} "
             f"{row['tensorflow_ms']:15.2f} {row['ort_speedup_vs_tf']:14.2f}x"
         )
     if report.get("sample_cli"):

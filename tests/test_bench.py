@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_book_loop_trains_d_in_its_own_step_and_freezes_it_in_the_combined_step(
@@ -25,12 +26,19 @@ def test_book_loop_trains_d_in_its_own_step_and_freezes_it_in_the_combined_step(
 def test_format_table_lists_every_batch():
     from dcgan.bench import format_table
 
-    row = {"onnxruntime_ms": 1.0, "tensorflow_ms": 2.0, "ort_speedup_vs_tf": 2.0}
+    row = {
+        "onnxruntime_ms": 1.0,
+        "onnxruntime_tf2onnx_graph_ms": 3.0,
+        "tensorflow_ms": 2.0,
+        "ort_speedup_vs_tf": 2.0,
+    }
     report = {
         "machine": {"cpu": "cpu", "cores": 2, "tensorflow": "2", "onnxruntime": "1"},
         "training": {
             "ours_s_per_iteration": 0.1,
             "book_s_per_iteration": 0.3,
+            "book_without_unused_predict_s_per_iteration": 0.25,
+            "speedup_vs_book_without_unused_predict": 2.5,
             "ours_images_per_s": 2560,
             "batch_size": 128,
             "speedup_vs_book": 3.0,
@@ -38,6 +46,9 @@ def test_format_table_lists_every_batch():
             "mixed_bfloat16_speedup_vs_book": 6.0,
             "gflop_per_iteration": 35.0,
             "ours_gflop_per_s": 350.0,
+            "matmul_float32_gflop_per_s": 400.0,
+            "matmul_bfloat16_gflop_per_s": 1600.0,
+            "float32_ceiling_speedup_vs_book": 3.4,
             "peak_rss_mb": 900.0,
             "book_loop_trains_d": True,
         },
@@ -59,5 +70,20 @@ def test_bench_training_runs_and_reports(monkeypatch):
         "ours_s_per_iteration",
         "ours_mixed_bfloat16_s_per_iteration",
         "book_s_per_iteration",
+        "book_without_unused_predict_s_per_iteration",
     ):
         assert report[key] > 0
+
+
+def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow():
+    from dcgan.bench import bench_inference
+
+    report = bench_inference(None, batches=(1, 3))
+    assert "rewritten" in report["graph"]
+    assert [row["batch"] for row in report["rows"]] == [1, 3]
+    for row in report["rows"]:
+        for key in ("onnxruntime_ms", "onnxruntime_tf2onnx_graph_ms", "tensorflow_ms"):
+            assert row[key] > 0
+        assert row["ort_speedup_vs_tf"] == pytest.approx(
+            row["tensorflow_ms"] / row["onnxruntime_ms"]
+        )
