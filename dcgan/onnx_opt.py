@@ -20,15 +20,12 @@ differs by more than ``check_tolerance``. Only numpy and onnx are imported here.
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 from onnx import helper
 from onnx import numpy_helper as nh
-
-log = logging.getLogger(__name__)
 
 ACTIVATIONS = ("LeakyRelu", "Relu", "Tanh", "Sigmoid")
 
@@ -50,14 +47,13 @@ class _Deconv:
     bias: np.ndarray  # (C_out,)
     strides: tuple[int, int]
     pads_begin: tuple[int, int]
-    scale: np.ndarray = field(default=None)  # per output channel, from a following Mul
-    shift: np.ndarray = field(default=None)  # per output channel, from a following Add
+    scale: np.ndarray = field(init=False)  # per output channel, from following Muls
+    shift: np.ndarray = field(init=False)  # per output channel, from following Adds
     activation: onnx.NodeProto | None = None
 
     def __post_init__(self) -> None:
-        c_out = self.weight.shape[1]
-        self.scale = np.ones(c_out) if self.scale is None else self.scale
-        self.shift = np.zeros(c_out) if self.shift is None else self.shift
+        self.scale = np.ones(self.weight.shape[1])
+        self.shift = np.zeros(self.weight.shape[1])
 
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
         """Weight and bias with the per-channel affine (inference BatchNorm) folded in."""
