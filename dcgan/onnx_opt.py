@@ -38,7 +38,7 @@ class UnsupportedGraph(ValueError):
 class _Dense:
     weight: np.ndarray  # (z_dim, H*W*C), columns in NHWC order
     bias: np.ndarray  # (H*W*C,)
-    hwc: tuple[int, int, int] = (0, 0, 0)
+    hwc: tuple[int, int, int]  # the Reshape's target
 
 
 @dataclass
@@ -103,16 +103,16 @@ def _parse(model: onnx.ModelProto) -> tuple[_Dense, list[_Deconv]]:
     bias = const(chain[1], 1).reshape(-1) if has_bias else np.zeros(weight.shape[1])
     if weight.ndim != 2 or bias.size not in (1, weight.shape[1]):
         raise UnsupportedGraph("the MatMul and Add are not a dense layer")
-    dense = _Dense(weight, np.broadcast_to(bias, (weight.shape[1],)))
     chain = chain[1 + has_bias :]
     if [n.op_type for n in chain[:2]] != ["Reshape", "Transpose"]:
         raise UnsupportedGraph("expected a reshape to NHWC, then a transpose to NCHW")
     shape = const(chain[0], 1).astype(np.int64)
     if len(shape) != 4 or min(shape[1:]) <= 0 or list(_attrs(chain[1])["perm"]) != [0, 3, 1, 2]:
         raise UnsupportedGraph("expected a reshape to NHWC, then a transpose to NCHW")
-    dense.hwc = tuple(int(v) for v in shape[1:])
-    if dense.weight.shape[1] != np.prod(dense.hwc) or dense.bias.shape != (np.prod(dense.hwc),):
+    if weight.shape[1] != np.prod(shape[1:]):
         raise UnsupportedGraph("the dense layer does not match the reshape")
+    hwc = (int(shape[1]), int(shape[2]), int(shape[3]))
+    dense = _Dense(weight, np.broadcast_to(bias, (weight.shape[1],)), hwc)
 
     deconvs: list[_Deconv] = []
     tail = chain[2:]
@@ -132,6 +132,8 @@ def _parse(model: onnx.ModelProto) -> tuple[_Dense, list[_Deconv]]:
             or any(pads[i] + pads[i + 2] != k[i] - strides[i] for i in range(2))
         ):
             raise UnsupportedGraph(f"ConvTranspose {node.name!r} is not a 'same' upsampling")
+        if deconvs and strides[0] != strides[1]:  # the first one is folded into the Gemm
+            raise UnsupportedGraph(f"unequal strides {strides} need two pixel shuffles")
         bias = (
             const(node, 2) if len(node.input) > 2 and node.input[2] else np.zeros(weight.shape[1])
         )
@@ -272,12 +274,10 @@ def rewrite_generator(model: onnx.ModelProto) -> onnx.ModelProto:
         )
         # Element-wise, so it commutes with DepthToSpace; before it, ORT fuses it into the Conv.
         x = activation(layer, name, f"{name}/act")
-        sh, sw = layer.strides
-        if (sh, sw) != (1, 1):
-            if sh != sw:
-                raise UnsupportedGraph(f"unequal strides {layer.strides} need two shuffles")
+        stride = layer.strides[0]  # equal on both axes, checked when parsing
+        if stride != 1:
             nodes.append(
-                helper.make_node("DepthToSpace", [x], [f"{name}/up"], blocksize=sh, mode="DCR")
+                helper.make_node("DepthToSpace", [x], [f"{name}/up"], blocksize=stride, mode="DCR")
             )
             x = f"{name}/up"
     out_name = model.graph.output[0].name
