@@ -87,3 +87,21 @@ def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow
         assert row["ort_speedup_vs_tf"] == pytest.approx(
             row["tensorflow_ms"] / row["onnxruntime_ms"]
         )
+
+
+@pytest.mark.parametrize(("unused_predict", "expected"), [(True, 2), (False, 1)])
+def test_book_loop_calls_predict_as_printed(tiny_train_cfg, tiny_images, unused_predict, expected):
+    """The book calls generator.predict twice per iteration (the second result is unused)."""
+    from dcgan.bench import book_loop
+
+    iteration, g, _, _ = book_loop(tiny_train_cfg, tiny_images, unused_predict=unused_predict)
+    calls, predict = [], g.predict
+
+    def counting_predict(x, **kwargs):
+        calls.append(x.dtype)
+        return predict(x, **kwargs)
+
+    g.predict = counting_predict
+    iteration()
+    assert len(calls) == expected
+    assert all(dtype == np.float64 for dtype in calls)  # the book's NumPy noise is float64
