@@ -72,8 +72,11 @@ def confidence(probs: np.ndarray) -> float:
     return float(np.asarray(probs).max(axis=1).mean())
 
 
-def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """L2 distance from each query image to its nearest reference image (flattened pixels)."""
+def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """L2 distance from each query image to its nearest reference image (flattened pixels).
+
+    One (chunk, len(references)) float32 block at a time: 245 MB against 60 000 images.
+    """
     q = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
     r = np.asarray(references, dtype=np.float32).reshape(len(references), -1)
     r_sq = np.einsum("ij,ij->i", r, r)
