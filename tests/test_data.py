@@ -110,8 +110,8 @@ def test_truncated_npz(tmp_path):
 
 
 def test_unknown_source(tmp_path):
-    with pytest.raises(DcganError, match="neither 'sample', 'keras' nor an existing .npz"):
-        prepare(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+    with pytest.raises(DcganError, match="neither 'mnist', 'sample', 'keras' nor an existing"):
+        prepare(PrepareConfig(source="mnst", test_fraction=0.2, seed=0), tmp_path / "out")
 
 
 def test_keras_source_offline_names_the_offline_sources(tmp_path, monkeypatch):
@@ -148,7 +148,7 @@ def test_prepare_cli_bad_source_exit_2(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: params.yaml: prepare.source is 'nowhere.npz', which is neither 'sample', "
-        "'keras' nor an existing .npz file; set it to one of those"
+        "error: params.yaml: prepare.source is 'nowhere.npz', which is neither 'mnist', "
+        "'sample', 'keras' nor an existing .npz file; set it to one of those"
     ]
     assert not (tmp_path / "out").exists()

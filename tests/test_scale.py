@@ -18,6 +18,7 @@ from .conftest import make_repo, run
 pytestmark = pytest.mark.slow
 
 TINY = {
+    "prepare": {"source": "sample"},
     "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3, "checkpoint_interval": 3},
     "classifier": {"epochs": 1},
     "evaluate": {"num_samples": 200},
