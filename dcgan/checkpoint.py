@@ -5,11 +5,16 @@ both optimizers' variables including their step counters, and the state of the s
 random generator), ``state.json`` (iteration, history, MLflow run id, and a fingerprint of
 the params and data that made it) and ``samples/`` (the progress grids so far, which DVC
 deletes with the stage's other outputs before a rerun). The folder is replaced atomically.
+
+A checkpoint is scratch for a crashed run, not a pipeline output: DVC does not track it
+(a tracked, persistent output would switch off DVC's run-cache for the train stage), and
+the train stage discards it once its outputs are written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from dcgan.files import atomic_dir
+from dcgan.files import atomic_dir, write_zip
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: no 'complete' marker; finished runs discard their checkpoint
 
 
 def fingerprint(params: Mapping[str, Any]) -> str:
@@ -52,17 +57,14 @@ def save(
     run_id: str | None,
     fingerprint: str,
     samples_dir: str | os.PathLike[str] | None = None,
-    complete: bool = False,
 ) -> None:
     """Write a checkpoint of ``variables`` (name -> variable with .numpy()) atomically."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        with open(tmp / "state.npz", "wb") as f:
-            np.savez(f, **{name: np.asarray(v.numpy()) for name, v in variables.items()})
+        write_zip(tmp / "state.npz", {f"{name}.npy": _npy(v) for name, v in variables.items()})
         state = {
             "format": FORMAT_VERSION,
             "iteration": iteration,
-            "complete": complete,
             "fingerprint": fingerprint,
             "run_id": run_id,
             "history": history,
@@ -72,17 +74,26 @@ def save(
             shutil.copytree(samples_dir, tmp / "samples")
 
 
+def _npy(variable: Any) -> bytes:
+    """One array in .npy format, as np.savez would store it (np.savez stamps the zip entries
+    with the time of writing; dcgan.files.write_zip does not)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(variable.numpy()), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def discard(folder: str | os.PathLike[str]) -> None:
+    """Remove a checkpoint once the run it belongs to has written its outputs."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def restore(
     folder: str | os.PathLike[str],
     variables: Mapping[str, Any],
     expected: str,
     samples_dir: str | os.PathLike[str] | None = None,
 ) -> Resumed | None:
-    """Load a checkpoint made with the same fingerprint into ``variables``; None otherwise.
-
-    A checkpoint of a finished run is not resumed: rerunning a completed stage
-    (``dvc repro -f``) means training again.
-    """
+    """Load a checkpoint made with the same fingerprint into ``variables``; None otherwise."""
     folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -96,9 +107,6 @@ def restore(
             "ignoring checkpoint %s: it was made by other params or data; training from scratch",
             folder,
         )
-        return None
-    if state.get("complete"):
-        log.info("checkpoint %s is of a finished run; training from scratch", folder)
         return None
     try:
         with np.load(folder / "state.npz", allow_pickle=False) as saved:

@@ -20,8 +20,8 @@ from keras import layers
 
 from dcgan.config import ClassifierConfig
 from dcgan.data import load_prepared
-from dcgan.files import atomic_path, write_json
-from dcgan.models import seed_everything
+from dcgan.files import write_json
+from dcgan.models import save_model, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ def classifier_stage(
         "train_count": int(len(data.y_train)),
         "test_count": int(len(data.y_test)),
     }
-    with atomic_path(model_path) as tmp:
-        model.save(tmp)
+    save_model(model, model_path)
     write_json(report_path, report)
     log.info(
         "classifier: test accuracy %.2f%% on %d images (%s)",

@@ -26,7 +26,7 @@ import numpy as np
 
 from dcgan.config import PrepareConfig, flat_params
 from dcgan.errors import DcganError
-from dcgan.files import atomic_dir, write_json
+from dcgan.files import atomic_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,13 @@ class RawMnist:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> md5, sha256, bytes
 
 
-def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
+def md5_file(path: str | os.PathLike[str]) -> str:
+    """MNIST publishes MD5 sums; they are checked, and SHA-256 is what we record besides."""
+    digest = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    return file_digest(path, "sha256")
 
 
 def stratified_split(
@@ -194,7 +191,7 @@ def _verified_files(folder: Path, checksums: Mapping[str, str]) -> dict[str, dic
         path = folder / name
         if not path.is_file():
             raise DcganError(f"{path} is missing; {MNIST_REINSTALL}")
-        got = file_digest(path, "md5")
+        got = md5_file(path)
         if got != md5:
             raise DcganError(
                 f"{path} has MD5 {got}, not MNIST's published {md5} (damaged or replaced); "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,25 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+# Zip entries carry a modification time; a fixed one (the earliest zip can store) makes an
+# archive a function of its contents, so DVC sees an identical rerun as unchanged.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def write_zip(path: str | os.PathLike[str], entries: Mapping[str, bytes]) -> None:
+    """Write an uncompressed zip of ``entries`` (name -> bytes, in that order), atomically and
+    byte for byte the same for the same entries: fixed timestamps and permissions."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.external_attr = 0o644 << 16  # -rw-r--r--, whatever the umask at write time
+            zf.writestr(info, data)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (the content hash MLflow tags link artifacts by)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

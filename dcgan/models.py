@@ -7,7 +7,12 @@ with ``padding='same'`` and stride 2 turns 7x7x64 into 4x4x128 (the book's comme
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -15,6 +20,7 @@ from keras import layers
 
 from dcgan.data import IMAGE_SHAPE
 from dcgan.errors import DcganError
+from dcgan.files import write_zip
 
 
 def seed_everything(seed: int) -> None:
@@ -178,6 +184,48 @@ def _fused_batch_norm(
         layer.moving_mean.assign(layer.moving_mean * m + mean * (1.0 - m))
         layer.moving_variance.assign(layer.moving_variance * m + variance * (1.0 - m))
     return y
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
+    """``model.save(path)``, atomically, and the same bytes for the same model.
+
+    Keras writes three things into a .keras file that depend on the moment and the process,
+    not the model: ``date_saved`` in metadata.json, the zip entry time of the weights, and
+    in config.json the ``shared_object_id`` of shared objects (the dtype policy), which is
+    Python's ``id()``, a memory address. The first two are dropped and the ids numbered in
+    order of appearance (all loading needs is that equal ids mean one object). The weights
+    file itself, HDF5, is already a function of the weights.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".keras-") as tmp:
+        plain = Path(tmp) / "model.keras"
+        model.save(plain)
+        with zipfile.ZipFile(plain) as zf:
+            entries = {name: zf.read(name) for name in zf.namelist()}
+    metadata = json.loads(entries["metadata.json"])
+    metadata.pop("date_saved", None)
+    entries["metadata.json"] = json.dumps(metadata).encode()
+    entries["config.json"] = json.dumps(
+        _number_shared_objects(json.loads(entries["config.json"]))
+    ).encode()
+    write_zip(path, entries)
+
+
+def _number_shared_objects(config: Any) -> Any:
+    """Replace every ``shared_object_id`` by 0, 1, 2, ... in order of first appearance."""
+    numbers: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: numbers.setdefault(v, len(numbers)) if k == "shared_object_id" else walk(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
 
 
 def load_model(path: str | os.PathLike[str]) -> keras.Model:

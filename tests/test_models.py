@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dcgan.models import build_discriminator, build_generator
@@ -130,3 +131,27 @@ def test_train_forward_can_leave_batchnorm_statistics_alone():
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     # ...while still normalising with the batch's statistics, as training mode does
     assert np.abs(out.numpy() - keras_model(x, training=True).numpy()).max() <= 1e-5
+
+
+def test_saved_keras_file_holds_no_timestamp(tmp_path):
+    """Keras stamps .keras files with the time of saving; ours are a function of the model."""
+    import json
+    import re
+    import zipfile
+
+    from dcgan.models import build_generator, load_model, save_model
+
+    generator = build_generator(100)
+    save_model(generator, tmp_path / "a.keras")
+    save_model(generator, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.keras") as zf:
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in json.loads(zf.read("metadata.json"))
+        # Keras numbers shared objects by id(), a memory address that differs per process.
+        config = zf.read("config.json").decode()
+    ids = {int(x) for x in re.findall(r'"shared_object_id": (\d+)', config)}
+    assert ids == {0}  # one shared dtype policy, numbered from 0
+    loaded = load_model(tmp_path / "a.keras")
+    for a, b in zip(generator.weights, loaded.weights, strict=True):
+        assert np.array_equal(a.numpy(), b.numpy())
