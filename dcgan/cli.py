@@ -1,4 +1,4 @@
-"""The ``dcgan`` command: ``dcgan sample`` and ``dcgan bench``.
+"""The ``dcgan`` command: ``dcgan sample``, ``dcgan runs`` and ``dcgan bench``.
 
 ``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone: it never imports TensorFlow,
 so it starts fast and works where TensorFlow is absent."""
@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
     )
     sample.add_argument("--cols", type=_positive_int, help="grid columns (default: square)")
+    runs = sub.add_parser(
+        "runs", help="the MLflow runs that produced a model file, found by its SHA-256"
+    )
+    runs.add_argument("file", type=Path, help="models/generator.onnx or models/generator.keras")
     bench = sub.add_parser("bench", help="training and inference speed, written to a JSON report")
     bench.add_argument(
         "--model",
@@ -63,6 +67,24 @@ def bench_command(args: argparse.Namespace) -> None:
     run(args.out, args.model, args.iterations)
 
 
+def runs_command(args: argparse.Namespace) -> None:
+    from dcgan.tracking import runs_for_file, tracking_uri
+
+    if not args.file.is_file():
+        raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
+    runs = runs_for_file(args.file)
+    if not runs:
+        raise DcganError(
+            f"no MLflow run at {tracking_uri()} produced {args.file}; set MLFLOW_TRACKING_URI "
+            "to the store it was trained with"
+        )
+    for run in runs:
+        print(
+            f"{run.info.run_id}  {run.info.run_name}  {run.info.status}  "
+            f"experiment {run.info.experiment_id}  runs:/{run.info.run_id}/generator"
+        )
+
+
 def sample_command(args: argparse.Namespace) -> None:
     from dcgan.plots import save_grid
     from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
@@ -82,7 +104,7 @@ def sample_command(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"sample": sample_command, "bench": bench_command}
+    commands = {"sample": sample_command, "runs": runs_command, "bench": bench_command}
     return run_main(lambda: commands[args.command](args))
 
 

@@ -17,11 +17,11 @@ from dcgan.classifier import feature_head
 from dcgan.config import EvaluateConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
-from dcgan.files import write_json
+from dcgan.files import sha256_file, write_json
 from dcgan.models import as_float32, generator_z_dim, load_model
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
-from dcgan.tracking import Tracker
+from dcgan.tracking import ONNX_TAG, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,12 @@ def evaluate(
     by_class = save_by_class(onnx_images, probs, reports_dir / "samples_by_class.png")
 
     meta = session.get_modelmeta().custom_metadata_map
-    run_id = meta.get("mlflow_run_id")
-    tracker = Tracker.resume(run_id) if run_id else None
+    experiment = json.loads(meta.get("params", "{}")).get("train.experiment")
+    tracker = (
+        Tracker.for_artifact(experiment, ONNX_TAG, sha256_file(onnx_path), what="ONNX file")
+        if experiment
+        else None
+    )
     if tracker is not None:
         tracker.log_params(flat_params("evaluate", cfg))
         tracker.log_metrics({k: float(v) for k, v in metrics.items()})

@@ -15,11 +15,11 @@ import tf2onnx
 
 from dcgan.config import ExportConfig, flat_params
 from dcgan.errors import DcganError
-from dcgan.files import atomic_path
+from dcgan.files import atomic_path, sha256_file
 from dcgan.models import as_float32, generator_z_dim, load_model
 from dcgan.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
 from dcgan.sampling import INPUT_NAME, OUTPUT_NAME, draw_noise
-from dcgan.tracking import Tracker
+from dcgan.tracking import GENERATOR_TAG, ONNX_TAG, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,24 @@ def generator_to_onnx(
         **(metadata or {}),
     }
     onnx.helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
+    name_batch_dimension(model)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+BATCH_DIM = "batch"
+
+
+def name_batch_dimension(model: onnx.ModelProto) -> None:
+    """Call the dynamic batch dimension ``batch`` everywhere in the graph's signature.
+
+    tf2onnx names it from a process-wide counter (``unk__129``, ``unk__130``, ...), so the
+    same generator would export to different bytes from one run to the next.
+    """
+    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
 
 
 def export(
@@ -102,7 +118,6 @@ def export(
         cfg.opset,
         {
             "params": json.dumps(params, sort_keys=True),
-            "mlflow_run_id": training["mlflow"]["run_id"],
             "data_sha256": training["data"].get("sha256") or "",
         },
         optimize=cfg.optimize,
@@ -113,10 +128,16 @@ def export(
         "exported %s (opset %d, %.1f MB)", onnx_path, cfg.opset, onnx_path.stat().st_size / 1e6
     )
 
-    tracker = Tracker.resume(training["mlflow"]["run_id"])
+    tracker = Tracker.for_artifact(
+        training["params"]["train.experiment"],
+        GENERATOR_TAG,
+        sha256_file(models_dir / "generator.keras"),
+        what="generator",
+    )
     if tracker is not None:
         tracker.log_params(flat_params("export", cfg))
         tracker.log_metrics({"onnx_size_mb": onnx_path.stat().st_size / 1e6})
+        tracker.set_tags({ONNX_TAG: sha256_file(onnx_path)})
         _log_onnx_model(tracker, model, z_dim)
     return onnx_path
 

@@ -1,4 +1,10 @@
-"""MLflow: one run per training, continued by export and evaluate through its run id.
+"""MLflow: one run per training, continued by export and evaluate.
+
+The pipeline's outputs hold no run id (they are a function of params and data, so an
+identical rerun gives identical files). The link is the other way round: the training run
+is tagged with the SHA-256 of the generator it wrote, and export tags it with the SHA-256 of
+the ONNX file, so later stages, and users, find the runs that produced a file from the
+file's bytes alone (:func:`runs_for_file`), also when DVC restored it from its run-cache.
 
 The default store is ``sqlite:///<repo>/mlflow.db`` at the *main* repository root, also
 from inside DVC's temporary experiment copies (``.dvc/tmp/exps/...``), so workspace runs
@@ -19,6 +25,9 @@ from dcgan.errors import DcganError
 log = logging.getLogger(__name__)
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+# Content hashes of the artifacts a run produced: the link from a file to its runs.
+GENERATOR_TAG = "dcgan.generator_sha256"  # models/generator.keras
+ONNX_TAG = "dcgan.onnx_sha256"  # models/generator.onnx
 
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -151,6 +160,33 @@ class Tracker:
             return None
         return tracker
 
+    @classmethod
+    def for_artifact(
+        cls, experiment: str, tag: str, sha256: str, what: str, uri: str | None = None
+    ) -> Tracker | None:
+        """The newest run of ``experiment`` tagged ``tag=sha256``: the run that made (or, after
+        a rerun with the same params, last made) that file. None, with a warning, if this
+        store has no such run (e.g. the file came from ``dvc pull`` or another store)."""
+        uri = uri or tracking_uri()
+        runs = find_runs(tag, sha256, uri=uri, experiment=experiment)
+        if not runs:
+            log.warning(
+                "no MLflow run in experiment %r at %s produced this %s (%s %s...); not "
+                "logging this stage to MLflow (run `dvc repro -f train` to record one there)",
+                experiment,
+                uri,
+                what,
+                tag,
+                sha256[:12],
+            )
+            return None
+        return cls(uri, runs[0].info.run_id)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params; a value that differs from the one already recorded is kept as a tag."""
         from mlflow.entities import Param, RunTag
@@ -188,6 +224,40 @@ class Tracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def find_runs(tag: str, value: str, uri: str | None = None, experiment: str | None = None):
+    """Runs tagged ``tag=value``, newest first, in ``experiment`` or in every experiment."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri or tracking_uri())
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found is not None else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not ids:
+        return []
+    return client.search_runs(
+        ids,
+        filter_string=f"tags.`{tag}` = '{value}'",
+        run_view_type=ViewType.ALL,
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def runs_for_file(path: str | os.PathLike[str], uri: str | None = None):
+    """The MLflow runs that produced ``path`` (generator.keras or generator.onnx), newest
+    first, found by the file's SHA-256 alone."""
+    from dcgan.files import sha256_file
+
+    digest = sha256_file(path)
+    runs = {}
+    for tag in (ONNX_TAG, GENERATOR_TAG):
+        for run in find_runs(tag, digest, uri=uri):
+            runs.setdefault(run.info.run_id, run)
+    return sorted(runs.values(), key=lambda r: r.info.start_time, reverse=True)
 
 
 _checked: set[str] = set()  # URIs found usable in this process

@@ -35,10 +35,10 @@ from dcgan import checkpoint
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
-from dcgan.files import atomic_path, write_json
-from dcgan.models import build_models, seed_everything, train_forward
+from dcgan.files import atomic_path, sha256_file, write_json
+from dcgan.models import build_models, save_model, seed_everything, train_forward
 from dcgan.plots import save_grid, save_history_plot
-from dcgan.tracking import Tracker, check_tracking_store, run_tags
+from dcgan.tracking import GENERATOR_TAG, Tracker, check_tracking_store, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,9 @@ def train(
 
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
     iterations, and a checkpoint of an unfinished run with the same params and data is
-    resumed (same MLflow run, identical final weights).
+    resumed (same MLflow run, identical final weights); it is discarded once the outputs
+    are written. The outputs hold no run id and no timing, so the same params and data give
+    the same bytes; the run is tagged with the generator's SHA-256 instead (dcgan.tracking).
     """
     models_dir, reports_dir = Path(models_dir), Path(reports_dir)
     data = load_prepared(data_dir)
@@ -359,7 +361,7 @@ def train(
                 tracker.log_metrics(metrics, step=iteration)
             tracker.log_artifact(path, "samples")
 
-        def on_checkpoint(iteration: int, history: History, complete: bool = False) -> None:
+        def on_checkpoint(iteration: int, history: History) -> None:
             checkpoint.save(
                 checkpoint_dir,
                 gan.state_variables(),
@@ -367,8 +369,7 @@ def train(
                 history=history.rows,
                 run_id=tracker.run_id,
                 fingerprint=identity,
-                samples_dir=None if complete else samples_dir,
-                complete=complete,
+                samples_dir=samples_dir,
             )
 
         start = time.perf_counter()
@@ -383,10 +384,8 @@ def train(
         seconds = time.perf_counter() - start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
 
-        models_dir.mkdir(parents=True, exist_ok=True)
         for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
-            with atomic_path(models_dir / f"{name}.keras") as tmp:
-                model.save(tmp)
+            save_model(model, models_dir / f"{name}.keras")
         history.write_csv(reports_dir / "train_history.csv")
         plot = save_history_plot(
             history.column("iteration"),
@@ -396,7 +395,6 @@ def train(
             reports_dir / "losses.png",
         )
         final = {k: history.rows[-1][k] for k in ("d_loss", "d_accuracy", "g_loss")}
-        final["seconds_per_iteration"] = seconds / max(done, 1)
         write_json(reports_dir / "train_metrics.json", final)
         write_json(
             models_dir / "training.json",
@@ -406,18 +404,14 @@ def train(
                 "output_range": [-1.0, 1.0],
                 "params": params,
                 "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
-                "mlflow": {
-                    "run_id": tracker.run_id,
-                    "tracking_uri": tracker.uri,
-                    "experiment": cfg.experiment,
-                },
             },
         )
         if checkpoint_dir is not None:
-            # The finished state stays (a DVC output, so `dvc repro` stays up to date) but is
-            # marked complete, so a forced rerun trains again instead of resuming at the end.
-            on_checkpoint(cfg.iterations, history, complete=True)
-        tracker.log_metrics({"seconds_per_iteration": final["seconds_per_iteration"]})
+            checkpoint.discard(checkpoint_dir)
+        # Wall-clock figures belong to the run's record, not to a hashed output.
+        seconds_per_iteration = seconds / max(done, 1)
+        tracker.log_metrics({"seconds_per_iteration": seconds_per_iteration})
+        tracker.set_tags({GENERATOR_TAG: sha256_file(models_dir / "generator.keras")})
         tracker.log_artifact(plot)
         tracker.log_artifact(reports_dir / "train_history.csv")
         tracker.finish()
@@ -429,7 +423,7 @@ def train(
         cfg.iterations,
         done,
         seconds,
-        final["seconds_per_iteration"],
+        seconds_per_iteration,
         final,
     )
     return final

@@ -104,9 +104,8 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    crashed_at = json.loads(state.read_text())
-    assert not crashed_at["complete"], "training finished before it could be killed"
-    assert not (workdir / "crashed/models/generator.keras").exists()
+    assert json.loads(state.read_text())["iteration"] < TRAIN["iterations"]
+    assert not (workdir / "crashed/models/generator.keras").exists(), "finished before the kill"
 
     resumed = subprocess.run(
         train_cmd(workdir, "crashed"),
@@ -119,6 +118,7 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     assert f"resuming from checkpoint {workdir / 'crashed/checkpoints'} at iteration" in (
         resumed.stderr
     )
+    assert not (workdir / "crashed/checkpoints").exists()  # discarded once the outputs exist
 
     straight = weights(workdir / "straight/models/generator.keras")
     again = weights(workdir / "crashed/models/generator.keras")
@@ -135,19 +135,6 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     assert grids == [f"iter_{i:06d}.png" for i in range(20, 401, 20)]
     csv_rows = (workdir / "crashed/reports/train_history.csv").read_text().splitlines()
     assert csv_rows == (workdir / "straight/reports/train_history.csv").read_text().splitlines()
-
-
-def test_checkpoint_of_other_params_is_ignored(workdir, tmp_path):
-    """A finished checkpoint, or one made by other params, is not resumed."""
-    write_params(tmp_path / "params.yaml", train={**TRAIN, "iterations": 40, "seed": 7})
-    cmd = train_cmd(workdir, "straight")
-    cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
-    proc = subprocess.run(
-        cmd, env=env_for(tmp_path, "other"), capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "resuming" not in proc.stderr
-    assert "made by other params or data" in proc.stderr or "finished run" in proc.stderr
 
 
 def free_port() -> int:

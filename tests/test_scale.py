@@ -140,8 +140,11 @@ def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from dcgan.tracking import runs_for_file
+
     client = MlflowClient(tracking_uri=mlflow_server)
-    run_id = json.loads((work / "models/training.json").read_text())["mlflow"]["run_id"]
+    (found,) = runs_for_file(work / "models/generator.onnx", mlflow_server)
+    run_id = found.info.run_id
     got = client.get_run(run_id)
     assert got.data.params["train.iterations"] == "6"
     assert [m.step for m in client.get_metric_history(run_id, "g_loss")] == [3, 6]
