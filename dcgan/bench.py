@@ -187,6 +187,7 @@ def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, 
     import onnx
     import tensorflow as tf
 
+    from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
     from dcgan.export import generator_to_onnx
     from dcgan.models import build_generator, load_model
     from dcgan.sampling import load_session
@@ -205,11 +206,12 @@ def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, 
         call = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
         rows = []
         for batch in batches:
-            z = np.random.default_rng(batch).standard_normal((batch, 100)).astype(np.float32)
+            z = draw_noise(batch, 100, seed=batch)
             tz = tf.constant(z)
             repeats = 200 if batch == 1 else (50 if batch == 64 else 10)
-            ort_s = _median_seconds(lambda z=z: session.run(["image"], {"z": z}), repeats, warmup=5)
-            plain_s = _median_seconds(lambda z=z: plain.run(["image"], {"z": z}), repeats, warmup=5)
+            feed = {INPUT_NAME: z}
+            ort_s = _median_seconds(lambda f=feed: session.run([OUTPUT_NAME], f), repeats, warmup=5)
+            plain_s = _median_seconds(lambda f=feed: plain.run([OUTPUT_NAME], f), repeats, warmup=5)
             tf_s = _median_seconds(lambda tz=tz: call(tz).numpy(), repeats, warmup=5)
             rows.append(
                 {

@@ -1,17 +1,15 @@
 """A small MNIST CNN whose outputs measure sample quality (see dcgan.quality).
 
-It trains on the prepared real training images only, so DVC reuses it across generator
-experiments. Its penultimate layer ("features", 128 units) feeds the Fréchet classifier
-distance; its softmax feeds the MNIST score, class coverage and confidence.
+It trains on the prepared real training images only (dcgan.pipeline.classifier), so DVC
+reuses it across generator experiments. Its penultimate layer ("features", 128 units)
+feeds the Fréchet classifier distance; its softmax feeds the MNIST score, class coverage
+and confidence.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -19,9 +17,8 @@ import tensorflow as tf
 from keras import layers
 
 from dcgan.config import ClassifierConfig
-from dcgan.data import load_prepared
-from dcgan.files import write_json
-from dcgan.models import save_model, seed_everything
+from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES
+from dcgan.models import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,7 @@ def build_classifier() -> keras.Sequential:
     """
     return keras.Sequential(
         [
-            keras.Input(shape=(28, 28, 1), name="image"),
+            keras.Input(shape=IMAGE_SHAPE, name="image"),
             layers.Conv2D(
                 32, 3, padding="same", activation="relu", name="conv1"
             ),  # (N, 28, 28, 32)
@@ -50,7 +47,7 @@ def build_classifier() -> keras.Sequential:
             layers.Dropout(0.25, name="drop1"),
             layers.Dense(128, activation="relu", name=FEATURES),  # (N, 128): FCD features
             layers.Dropout(0.5, name="drop2"),
-            layers.Dense(10, activation="softmax", name="probs"),  # (N, 10)
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probs"),  # (N, 10)
         ],
         name="mnist_classifier",
     )
@@ -76,7 +73,7 @@ def feature_head(model: keras.Model, batch_size: int = 1000) -> Head:
     """A compiled function: images -> (probabilities (N, 10), features (N, 128)), inference
     mode. Build it once per model and call it for every image set (each build traces anew)."""
     # Re-wire the layers into a two-output model; works for fresh and loaded Sequentials alike.
-    inputs = keras.Input(shape=(28, 28, 1))
+    inputs = keras.Input(shape=IMAGE_SHAPE)
     x, features = inputs, None
     for layer in model.layers:
         x = layer(x)
@@ -96,43 +93,7 @@ def feature_head(model: keras.Model, batch_size: int = 1000) -> Head:
     return run
 
 
-def predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, 10), penultimate features (N, 128)) in inference mode."""
-    return feature_head(model)(images)
-
-
-def _accuracy(head: Head, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(head: Head, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of ``x`` whose predicted digit (by a :func:`feature_head`) is ``y``."""
     probs, _ = head(x)
     return float((probs.argmax(axis=1) == y).mean())
-
-
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    """Share of ``x`` whose predicted digit is ``y``."""
-    return _accuracy(feature_head(model), x, y)
-
-
-def classifier_stage(
-    cfg: ClassifierConfig,
-    data_dir: str | os.PathLike[str],
-    model_path: str | os.PathLike[str],
-    report_path: str | os.PathLike[str],
-) -> dict[str, Any]:
-    """Train on the prepared training split; report accuracy on the prepared test split."""
-    data = load_prepared(data_dir)
-    model = train_classifier(cfg, data.x_train, data.y_train)
-    head = feature_head(model)
-    report = {
-        "test_accuracy": _accuracy(head, data.x_test, data.y_test),
-        "train_accuracy": _accuracy(head, data.x_train, data.y_train),
-        "train_count": int(len(data.y_train)),
-        "test_count": int(len(data.y_test)),
-    }
-    save_model(model, model_path)
-    write_json(report_path, report)
-    log.info(
-        "classifier: test accuracy %.2f%% on %d images (%s)",
-        100 * report["test_accuracy"],
-        report["test_count"],
-        Path(model_path),
-    )
-    return report

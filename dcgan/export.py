@@ -1,11 +1,11 @@
-"""Generator -> ONNX with tf2onnx, traced in inference mode, self-describing metadata."""
+"""Generator -> ONNX with tf2onnx, traced in inference mode, self-describing metadata.
+
+The export stage around it (reading models/, writing the file, MLflow) is
+dcgan.pipeline.export."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -13,13 +13,10 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
-from dcgan.config import ExportConfig, flat_params
+from dcgan.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.errors import DcganError
-from dcgan.files import atomic_path, sha256_file
-from dcgan.models import as_float32, generator_z_dim, load_model
+from dcgan.models import as_float32, generator_z_dim
 from dcgan.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
-from dcgan.sampling import INPUT_NAME, OUTPUT_NAME, draw_noise
-from dcgan.tracking import GENERATOR_TAG, ONNX_TAG, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +80,6 @@ def generator_to_onnx(
     return model
 
 
-BATCH_DIM = "batch"
-
-
 def name_batch_dimension(model: onnx.ModelProto) -> None:
     """Call the dynamic batch dimension ``batch`` everywhere in the graph's signature.
 
@@ -96,75 +90,3 @@ def name_batch_dimension(model: onnx.ModelProto) -> None:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = BATCH_DIM
-
-
-def export(
-    cfg: ExportConfig, models_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str]
-) -> Path:
-    """The export stage: models/generator.keras -> ``onnx_path``, logged to the training's run."""
-    models_dir, onnx_path = Path(models_dir), Path(onnx_path)
-    training = _read_training(models_dir)
-    generator = load_model(models_dir / "generator.keras")
-    z_dim = generator_z_dim(generator)
-    if z_dim != training["z_dim"]:
-        raise DcganError(
-            f"{models_dir / 'generator.keras'} takes z of width {z_dim} but "
-            f"{models_dir / 'training.json'} says {training['z_dim']}; "
-            "retrain with `dvc repro -f train`"
-        )
-    params = {**training["params"], **flat_params("export", cfg)}
-    model = generator_to_onnx(
-        generator,
-        cfg.opset,
-        {
-            "params": json.dumps(params, sort_keys=True),
-            "data_sha256": training["data"].get("sha256") or "",
-        },
-        optimize=cfg.optimize,
-    )
-    with atomic_path(onnx_path) as tmp:
-        onnx.save(model, str(tmp))
-    log.info(
-        "exported %s (opset %d, %.1f MB)", onnx_path, cfg.opset, onnx_path.stat().st_size / 1e6
-    )
-
-    tracker = Tracker.for_artifact(
-        training["params"]["train.experiment"],
-        GENERATOR_TAG,
-        sha256_file(models_dir / "generator.keras"),
-        what="generator",
-    )
-    if tracker is not None:
-        tracker.log_params(flat_params("export", cfg))
-        tracker.log_metrics({"onnx_size_mb": onnx_path.stat().st_size / 1e6})
-        tracker.set_tags({ONNX_TAG: sha256_file(onnx_path)})
-        _log_onnx_model(tracker, model, z_dim)
-    return onnx_path
-
-
-def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> None:
-    import mlflow
-    import onnxruntime as ort
-    from mlflow.models import infer_signature
-
-    example = draw_noise(2, z_dim, seed=0)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (image,) = session.run([OUTPUT_NAME], {INPUT_NAME: example})
-    mlflow.set_tracking_uri(tracker.uri)
-    with mlflow.start_run(run_id=tracker.run_id):
-        mlflow.onnx.log_model(
-            model,
-            name="generator",
-            signature=infer_signature(example, image),
-            input_example=example,
-        )
-
-
-def _read_training(models_dir: Path) -> dict[str, Any]:
-    path = models_dir / "training.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
-    except json.JSONDecodeError as exc:
-        raise DcganError(f"{path} is not valid JSON ({exc}); run `dvc repro -f train`") from None

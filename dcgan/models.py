@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from dcgan.data import IMAGE_SHAPE
+from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
 from dcgan.errors import DcganError
 from dcgan.files import write_zip
 
@@ -40,7 +40,7 @@ def build_generator(
     """
     return keras.Sequential(
         [
-            keras.Input(shape=(z_dim,), name="z"),
+            keras.Input(shape=(z_dim,), name=INPUT_NAME),
             layers.Dense(256 * 7 * 7, name="dense"),  # (N, 12544)
             layers.Reshape((7, 7, 256), name="reshape"),  # (N, 7, 7, 256)
             layers.Conv2DTranspose(

@@ -12,9 +12,10 @@ onnxruntime's CPU ConvTranspose is a per-image GEMM plus col2im and was ~85 % of
 * A stride-s ConvTranspose is a Conv producing the s*s output phases as channels,
   followed by DepthToSpace (sub-pixel convolution); BatchNorm is folded into the weights.
 
-All of them are exact in real arithmetic; :func:`optimize_generator` also checks the
-rewritten graph against the original on a fixed noise batch and refuses a result that
-differs by more than ``check_tolerance``. Only numpy and onnx are imported here.
+All of them are exact in real arithmetic; :func:`dcgan.export.generator_to_onnx` also
+checks the rewritten graph against tf2onnx's on a fixed noise batch (with
+:func:`max_abs_difference`) and refuses a result that differs by more than its
+``REWRITE_TOLERANCE``. Only numpy and onnx are imported here.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from dcgan.data import NUM_CLASSES
+from dcgan.contract import NUM_CLASSES
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.contract import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
 from dcgan.errors import DcganError
-
-INPUT_NAME = "z"
-OUTPUT_NAME = "image"
 
 
 def load_session(path: str | os.PathLike[str], threads: int = 0):
@@ -45,16 +43,14 @@ def load_session(path: str | os.PathLike[str], threads: int = 0):
 
 
 def z_dim_of(session) -> int:
-    """The noise width, from the model's metadata or its input shape."""
-    meta = session.get_modelmeta().custom_metadata_map
-    if "z_dim" in meta:
-        return int(meta["z_dim"])
-    return int(session.get_inputs()[0].shape[1])
-
-
-def draw_noise(n: int, z_dim: int, seed: int) -> np.ndarray:
-    """z ~ N(0, 1), float32 (n, z_dim), from a seeded NumPy generator."""
-    return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+    """The noise width, from the model's own input signature (z: float32 [batch, z_dim])."""
+    width = session.get_inputs()[0].shape[1]
+    if not isinstance(width, int):
+        raise DcganError(
+            f"the model's input {INPUT_NAME} has no fixed width ({width!r}); "
+            "pass a generator exported by `dvc repro export`"
+        )
+    return width
 
 
 def generate(session, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -71,4 +67,4 @@ def generate(session, z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         session.run([OUTPUT_NAME], {INPUT_NAME: z[i : i + batch_size]})[0]
         for i in range(0, len(z), batch_size)
     ]
-    return np.concatenate(out) if out else np.zeros((0, 28, 28, 1), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, *IMAGE_SHAPE), np.float32)

@@ -1,4 +1,4 @@
-"""The book's training loop as one compiled TensorFlow step, and the train stage around it.
+"""The book's training loop as one compiled TensorFlow step, and the loop that runs it.
 
 One iteration, exactly as in *GANs in Action*, chapter 4:
 
@@ -14,6 +14,9 @@ model. In Keras 3 that flag also stops ``discriminator.train_on_batch`` from tra
 so we do not port it: the G step differentiates with respect to G's variables only, and
 runs D without updating its BatchNorm statistics (D is frozen). As in the book's
 Keras 2 code, D's BatchNorm normalises with the batch statistics of the fake batch there.
+
+Side effects (grids, logging, checkpoints) hang off :func:`train_loop` as callbacks; the
+train stage (dcgan.pipeline.train) decides what they are.
 """
 
 from __future__ import annotations
@@ -22,23 +25,19 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan import checkpoint
-from dcgan.config import TrainConfig, flat_params
-from dcgan.data import load_prepared
+from dcgan.config import TrainConfig
+from dcgan.contract import IMAGE_SHAPE, draw_noise
 from dcgan.errors import DcganError
-from dcgan.files import atomic_path, sha256_file, write_json
-from dcgan.models import build_models, save_model, seed_everything, train_forward
-from dcgan.plots import save_grid, save_history_plot
-from dcgan.tracking import GENERATOR_TAG, Tracker, check_tracking_store, run_tags
+from dcgan.files import atomic_path
+from dcgan.models import build_models, seed_everything, train_forward
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +69,11 @@ def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
         ) from None
 
 
-def fixed_noise(z_dim: int, seed: int, n: int = GRID_SIZE) -> np.ndarray:
-    """The noise batch behind every progress grid, so grids are comparable across intervals."""
-    return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
-
-
 class GAN:
     """G, D, their optimizers, the training images on the device and one seeded RNG."""
 
     def __init__(self, cfg: TrainConfig, images: np.ndarray) -> None:
-        if images.ndim != 4 or images.shape[1:] != (28, 28, 1) or len(images) == 0:
+        if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
         self.cfg = cfg
         seed_everything(cfg.seed)
@@ -231,22 +225,32 @@ class History:
                 )
 
 
-IntervalCallback = Callable[[int, dict[str, float], np.ndarray], None]
-CheckpointCallback = Callable[[int, "History"], None]
+class Callback:
+    """What :func:`train_loop` calls besides the maths; override what you need."""
+
+    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+        """Every ``sample_interval`` iterations and at the last: the losses just recorded and
+        G's images (16, 28, 28, 1) of the fixed noise batch."""
+
+    def on_checkpoint(self, iteration: int, history: History) -> None:
+        """Every ``checkpoint_interval`` iterations, except the last: a point to resume from."""
+
+
+def fixed_noise(cfg: TrainConfig) -> np.ndarray:
+    """The noise batch behind every progress grid (16, z_dim), the same at every interval."""
+    return draw_noise(GRID_SIZE, cfg.z_dim, cfg.seed)
 
 
 def train_loop(
     gan: GAN,
-    on_interval: IntervalCallback | None = None,
+    callbacks: Sequence[Callback] = (),
     progress: bool | None = None,
     *,
     start: int = 1,
     history: History | None = None,
-    on_checkpoint: CheckpointCallback | None = None,
 ) -> History:
-    """Run iterations ``start``..``cfg.iterations``. At every sample interval and at the last
-    iteration, record the losses and hand them and a grid of the fixed noise batch to
-    ``on_interval``; every ``cfg.checkpoint_interval`` iterations call ``on_checkpoint``.
+    """Run iterations ``start``..``cfg.iterations``; at every sample interval and at the last
+    iteration, record the losses in the history and call the callbacks.
 
     ``progress``: True/False forces the progress bar on/off; None shows it on a terminal only
     (the interval lines in the log say the same for CI logs).
@@ -255,7 +259,7 @@ def train_loop(
 
     cfg = gan.cfg
     history = history if history is not None else History()
-    z_fixed = fixed_noise(cfg.z_dim, cfg.seed)
+    z_fixed = fixed_noise(cfg)
     bar = tqdm(
         range(start, cfg.iterations + 1),
         desc="train",
@@ -294,136 +298,12 @@ def train_loop(
                 g_loss=f"{values['g_loss']:.3f}",
                 refresh=False,
             )
-            if on_interval is not None:
-                on_interval(iteration, values, gan.generate(z_fixed))
-        if on_checkpoint is not None and iteration % cfg.checkpoint_interval == 0 and not last:
-            on_checkpoint(iteration, history)
+            if callbacks:
+                grid = gan.generate(z_fixed)
+                for callback in callbacks:
+                    callback.on_interval(iteration, values, grid)
+        if iteration % cfg.checkpoint_interval == 0 and not last:
+            for callback in callbacks:
+                callback.on_checkpoint(iteration, history)
     bar.close()
     return history
-
-
-def train(
-    cfg: TrainConfig,
-    data_dir: str | os.PathLike[str],
-    models_dir: str | os.PathLike[str],
-    reports_dir: str | os.PathLike[str],
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """The train stage: train on the prepared data, save models, history, grids and plots,
-    and record everything in one MLflow run. Returns the final metrics.
-
-    With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
-    iterations, and a checkpoint of an unfinished run with the same params and data is
-    resumed (same MLflow run, identical final weights); it is discarded once the outputs
-    are written. The outputs hold no run id and no timing, so the same params and data give
-    the same bytes; the run is tagged with the generator's SHA-256 instead (dcgan.tracking).
-    """
-    models_dir, reports_dir = Path(models_dir), Path(reports_dir)
-    data = load_prepared(data_dir)
-    samples_dir = reports_dir / "samples"
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    for stale in samples_dir.glob("*.png"):
-        stale.unlink()
-
-    params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
-    # checkpoint_interval changes when checkpoints are written, not what is computed.
-    identity = checkpoint.fingerprint(
-        {
-            **{k: v for k, v in params.items() if k != "train.checkpoint_interval"},
-            "data.sha256": data.meta.get("sha256"),
-        }
-    )
-    check_tracking_store()
-    gan = GAN(cfg, data.x_train)
-    resumed = (
-        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
-        if checkpoint_dir is not None
-        else None
-    )
-    tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
-    history = History(list(resumed.history) if resumed else [])
-    if tracker is None:
-        tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
-        tracker.log_params(params)
-    logged = tracker.metric_steps("d_loss")
-    for row in history.rows:  # rows checkpointed but not yet logged when the run stopped
-        if row["iteration"] not in logged:
-            tracker.log_metrics(
-                {k: v for k, v in row.items() if k != "iteration"}, step=int(row["iteration"])
-            )
-            logged.add(row["iteration"])
-    try:
-
-        def on_interval(iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
-            path = save_grid(grid, samples_dir / f"iter_{iteration:06d}.png")
-            if iteration not in logged:  # a resumed run may have logged it before the crash
-                tracker.log_metrics(metrics, step=iteration)
-            tracker.log_artifact(path, "samples")
-
-        def on_checkpoint(iteration: int, history: History) -> None:
-            checkpoint.save(
-                checkpoint_dir,
-                gan.state_variables(),
-                iteration=iteration,
-                history=history.rows,
-                run_id=tracker.run_id,
-                fingerprint=identity,
-                samples_dir=samples_dir,
-            )
-
-        start = time.perf_counter()
-        history = train_loop(
-            gan,
-            on_interval,
-            progress=progress,
-            start=resumed.iteration + 1 if resumed else 1,
-            history=history,
-            on_checkpoint=on_checkpoint if checkpoint_dir is not None else None,
-        )
-        seconds = time.perf_counter() - start
-        done = cfg.iterations - (resumed.iteration if resumed else 0)
-
-        for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
-            save_model(model, models_dir / f"{name}.keras")
-        history.write_csv(reports_dir / "train_history.csv")
-        plot = save_history_plot(
-            history.column("iteration"),
-            history.column("d_loss"),
-            history.column("g_loss"),
-            history.column("d_accuracy"),
-            reports_dir / "losses.png",
-        )
-        final = {k: history.rows[-1][k] for k in ("d_loss", "d_accuracy", "g_loss")}
-        write_json(reports_dir / "train_metrics.json", final)
-        write_json(
-            models_dir / "training.json",
-            {
-                "z_dim": cfg.z_dim,
-                "image_shape": [28, 28, 1],
-                "output_range": [-1.0, 1.0],
-                "params": params,
-                "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
-            },
-        )
-        if checkpoint_dir is not None:
-            checkpoint.discard(checkpoint_dir)
-        # Wall-clock figures belong to the run's record, not to a hashed output.
-        seconds_per_iteration = seconds / max(done, 1)
-        tracker.log_metrics({"seconds_per_iteration": seconds_per_iteration})
-        tracker.set_tags({GENERATOR_TAG: sha256_file(models_dir / "generator.keras")})
-        tracker.log_artifact(plot)
-        tracker.log_artifact(reports_dir / "train_history.csv")
-        tracker.finish()
-    except Exception:
-        tracker.finish("FAILED")
-        raise
-    log.info(
-        "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
-        cfg.iterations,
-        done,
-        seconds,
-        seconds_per_iteration,
-        final,
-    )
-    return final

@@ -1,4 +1,5 @@
-"""classifier: the MNIST CNN that measures sample quality. The work is in dcgan.classifier."""
+"""classifier: the MNIST CNN that measures sample quality; the work is in
+dcgan.pipeline.classifier."""
 
 import argparse
 import sys
@@ -16,9 +17,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config("classifier", args.params)
 
-    from dcgan.classifier import classifier_stage
+    from dcgan.pipeline import classifier
 
-    classifier_stage(cfg, args.data, args.model, args.report)
+    classifier.run(cfg, args.data, args.model, args.report)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""evaluate: ONNX vs Keras parity and sample quality. The work is in dcgan.evaluation."""
+"""evaluate: ONNX vs Keras parity and sample quality. The work is in dcgan.pipeline.evaluate."""
 
 import argparse
 import sys
@@ -19,9 +19,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config("evaluate", args.params)
 
-    from dcgan.evaluation import evaluate
+    from dcgan.pipeline import evaluate
 
-    evaluate(cfg, args.onnx, args.models, args.data, args.reports)
+    evaluate.run(cfg, args.onnx, args.models, args.data, args.reports)
 
 
 if __name__ == "__main__":

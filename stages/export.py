@@ -1,4 +1,4 @@
-"""export: generator.keras -> generator.onnx with tf2onnx. The work is in dcgan.export."""
+"""export: generator.keras -> generator.onnx with tf2onnx. The work is in dcgan.pipeline.export."""
 
 import argparse
 import sys
@@ -15,9 +15,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config("export", args.params)
 
-    from dcgan.export import export
+    from dcgan.pipeline import export
 
-    export(cfg, args.models, args.out)
+    export.run(cfg, args.models, args.out)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config("prepare", args.params)  # fails on bad params before any work
 
-    from dcgan.data import prepare
+    from dcgan.pipeline import prepare
 
-    prepare(cfg, args.out)
+    prepare.run(cfg, args.out)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""train: the book's DCGAN on the prepared data, logged to MLflow. The work is in dcgan.training."""
+"""train: the book's DCGAN on the prepared data, logged to MLflow; the work is in
+dcgan.pipeline.train."""
 
 import argparse
 import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
-from dcgan.tracking import check_tracking_store
+from dcgan.pipeline.tracking import check_tracking_store
 
 
 def main() -> None:
@@ -23,9 +24,9 @@ def main() -> None:
     cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
     check_tracking_store()  # and on an unreachable or read-only MLflow store
 
-    from dcgan.training import train  # seeds everything from cfg.seed
+    from dcgan.pipeline import train  # imports TensorFlow; seeds everything from cfg.seed
 
-    train(cfg, args.data, args.models, args.reports, checkpoint_dir=args.checkpoints)
+    train.run(cfg, args.data, args.models, args.reports, checkpoint_dir=args.checkpoints)
 
 
 if __name__ == "__main__":

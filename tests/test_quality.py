@@ -47,10 +47,11 @@ def test_nearest_distances_match_brute_force():
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     from dcgan.config import PrepareConfig
-    from dcgan.data import load_prepared, prepare
+    from dcgan.data import load_prepared
+    from dcgan.pipeline import prepare
 
     out = tmp_path_factory.mktemp("q") / "prepared"
-    prepare(PrepareConfig(source="sample", test_fraction=0.2, seed=0), out)
+    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), out)
     return load_prepared(out)
 
 
@@ -80,9 +81,9 @@ def score(classifier, real, images):
 
 
 def test_classifier_learns(classifier, real):
-    from dcgan.classifier import accuracy
+    from dcgan.classifier import accuracy, feature_head
 
-    assert accuracy(classifier, real.x_test, real.y_test) > 0.9
+    assert accuracy(feature_head(classifier), real.x_test, real.y_test) > 0.9
 
 
 def test_real_images_are_near_the_references(reference):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dcgan.config import PrepareConfig
-from dcgan.data import prepare
+from dcgan.pipeline import prepare
 
 from .conftest import ROOT, write_params
 
@@ -33,7 +33,7 @@ TRAIN = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("resume")
-    prepare(PrepareConfig(source="sample", test_fraction=0.2, seed=0), work / "data")
+    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), work / "data")
     write_params(work / "params.yaml", train=TRAIN)
     return work
 

@@ -140,7 +140,7 @@ def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from dcgan.tracking import runs_for_file
+    from dcgan.pipeline.tracking import runs_for_file
 
     client = MlflowClient(tracking_uri=mlflow_server)
     (found,) = runs_for_file(work / "models/generator.onnx", mlflow_server)

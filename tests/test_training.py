@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan.training import GAN, fixed_noise, train_loop
+from dcgan.contract import draw_noise
+from dcgan.training import GAN, Callback, fixed_noise, train_loop
 
 
 def snapshot(model):
@@ -83,15 +84,44 @@ def test_step_is_traced_once(gan):
     assert gan.trace_count == 1
 
 
-def test_intervals_and_fixed_noise(tiny_train_cfg, tiny_images):
-    cfg = dataclasses.replace(tiny_train_cfg, iterations=5, sample_interval=2)
-    gan = GAN(cfg, tiny_images)
-    seen = []
-    history = train_loop(gan, lambda it, m, grid: seen.append((it, grid)), progress=False)
-    assert [it for it, _ in seen] == [2, 4, 5]  # every interval and the last iteration
+class Recorder(Callback):
+    def __init__(self):
+        self.intervals, self.checkpoints = [], []
+
+    def on_interval(self, iteration, metrics, grid):
+        self.intervals.append((iteration, metrics, grid))
+
+    def on_checkpoint(self, iteration, history):
+        self.checkpoints.append((iteration, list(history.column("iteration"))))
+
+
+def test_callbacks_see_every_interval_and_checkpoint(tiny_train_cfg, tiny_images):
+    cfg = dataclasses.replace(
+        tiny_train_cfg, iterations=5, sample_interval=2, checkpoint_interval=2
+    )
+    recorder = Recorder()
+    history = train_loop(GAN(cfg, tiny_images), [recorder], progress=False)
+    assert [it for it, _, _ in recorder.intervals] == [2, 4, 5]  # every interval and the last
     assert history.column("iteration") == [2, 4, 5]
-    assert all(grid.shape == (16, 28, 28, 1) for _, grid in seen)
-    assert np.array_equal(fixed_noise(cfg.z_dim, cfg.seed), fixed_noise(cfg.z_dim, cfg.seed))
+    assert [m for _, m, _ in recorder.intervals] == [
+        {k: v for k, v in row.items() if k != "iteration"} for row in history.rows
+    ]
+    assert all(grid.shape == (16, 28, 28, 1) for _, _, grid in recorder.intervals)
+    # A checkpoint after each interval's row is recorded, none at the last iteration.
+    assert recorder.checkpoints == [(2, [2]), (4, [2, 4])]
+
+
+def test_grids_show_the_fixed_noise_batch_at_every_interval(tiny_train_cfg, tiny_images):
+    """The grid at an interval is G's output for draw_noise(16, z_dim, seed), not fresh noise."""
+    cfg = dataclasses.replace(tiny_train_cfg, iterations=2, sample_interval=2)
+    recorder = Recorder()
+    gan = GAN(cfg, tiny_images)
+    train_loop(gan, [recorder], progress=False)
+    ((_, _, grid),) = recorder.intervals
+    assert np.array_equal(grid, gan.generate(draw_noise(16, cfg.z_dim, cfg.seed)))
+    z = fixed_noise(cfg)
+    assert z.shape == (16, cfg.z_dim) and z.dtype == np.float32
+    assert not np.array_equal(z, fixed_noise(dataclasses.replace(cfg, seed=cfg.seed + 1)))
 
 
 def test_bad_images_are_refused(tiny_train_cfg):

@@ -222,6 +222,20 @@ class Tracker:
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_onnx_model(self, model, name: str, example: Any, output: Any) -> None:
+        """``mlflow.onnx.log_model`` into this run, with the signature of (example, output)."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=self.run_id):
+            mlflow.onnx.log_model(
+                model,
+                name=name,
+                signature=infer_signature(example, output),
+                input_example=example,
+            )
+
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
 

@@ -1,0 +1,4 @@
+"""The pipeline's stages, one module each, named after the stage: ``run(config, paths)``
+reads the stage's inputs, calls the library (``dcgan.data``, ``dcgan.training``, ...) for the
+computing, writes the outputs and records the run in MLflow. MLflow is used here only.
+"""

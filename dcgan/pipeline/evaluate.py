@@ -1,0 +1,86 @@
+"""The evaluate stage: ONNX (onnxruntime) against Keras on the same noise, and the quality of
+the ONNX samples, logged into the run that produced the ONNX file (found by its SHA-256)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from dcgan.config import EvaluateConfig, flat_params
+from dcgan.contract import draw_noise
+from dcgan.data import load_prepared
+from dcgan.errors import DcganError
+from dcgan.evaluation import keras_generate, parity, quality_metrics
+from dcgan.files import sha256_file, write_json
+from dcgan.models import generator_z_dim, load_model
+from dcgan.pipeline.tracking import ONNX_TAG, Tracker
+from dcgan.plots import save_by_class, save_grid
+from dcgan.sampling import generate, load_session, z_dim_of
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    cfg: EvaluateConfig,
+    onnx_path: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    reports_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Write reports/metrics.json, class_shares.json, a grid of ONNX samples and the samples by
+    predicted digit; fail (after writing them) if ONNX and Keras differ beyond the tolerance."""
+    onnx_path, models_dir, reports_dir = Path(onnx_path), Path(models_dir), Path(reports_dir)
+    session = load_session(onnx_path)
+    z_dim = z_dim_of(session)
+    generator = load_model(models_dir / "generator.keras")
+    if generator_z_dim(generator) != z_dim:
+        raise DcganError(
+            f"{models_dir / 'generator.keras'} takes z of width "
+            f"{generator_z_dim(generator)} but {onnx_path} takes {z_dim}; "
+            "re-export with `dvc repro -f export`"
+        )
+    classifier = load_model(models_dir / "mnist_classifier.keras")
+    data = load_prepared(data_dir)
+
+    z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
+    onnx_images = generate(session, z)  # (N, 28, 28, 1)
+    metrics: dict[str, Any] = {
+        "num_samples": int(cfg.num_samples),
+        **parity(onnx_images, keras_generate(generator, z), cfg.tolerance),
+    }
+    scores, probs = quality_metrics(classifier, onnx_images, data.x_test, data.x_train)
+    shares = scores.pop("class_shares")
+    metrics.update(scores)
+    write_json(reports_dir / "metrics.json", metrics)
+    write_json(reports_dir / "class_shares.json", {str(d): s for d, s in enumerate(shares)})
+    grid = save_grid(onnx_images[:64], reports_dir / "onnx_samples.png", cols=8)
+    by_class = save_by_class(onnx_images, probs, reports_dir / "samples_by_class.png")
+
+    tracker = _training_run(session, onnx_path)
+    if tracker is not None:
+        tracker.log_params(flat_params("evaluate", cfg))
+        tracker.log_metrics({k: float(v) for k, v in metrics.items()})
+        tracker.log_metrics({f"class_share_{d}": s for d, s in enumerate(shares)})
+        tracker.log_artifact(grid)
+        tracker.log_artifact(by_class)
+    log.info("evaluate: %s", json.dumps(metrics))
+    if not metrics["onnx_within_tolerance"]:
+        raise DcganError(
+            f"ONNX and Keras outputs differ by up to {metrics['onnx_max_abs_diff']:.3g}"
+            f", above evaluate.tolerance={cfg.tolerance:g}; check the export "
+            "(training=False trace, opset) or raise the tolerance"
+        )
+    return metrics
+
+
+def _training_run(session, onnx_path: Path) -> Tracker | None:
+    """The newest run of the file's experiment (from its metadata) tagged with its SHA-256."""
+    meta = session.get_modelmeta().custom_metadata_map
+    experiment = json.loads(meta.get("params", "{}")).get("train.experiment")
+    if not experiment:
+        log.warning("%s names no MLflow experiment; not logging to MLflow", onnx_path)
+        return None
+    return Tracker.for_artifact(experiment, ONNX_TAG, sha256_file(onnx_path), what="ONNX file")

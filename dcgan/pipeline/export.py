@@ -1,0 +1,86 @@
+"""The export stage: models/generator.keras -> models/generator.onnx, logged into the run
+that trained the generator (found by the generator's SHA-256, see dcgan.pipeline.tracking)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from dcgan.config import ExportConfig, flat_params
+from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
+from dcgan.errors import DcganError
+from dcgan.export import generator_to_onnx
+from dcgan.files import atomic_path, sha256_file
+from dcgan.models import generator_z_dim, load_model
+from dcgan.pipeline.tracking import GENERATOR_TAG, ONNX_TAG, Tracker
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    cfg: ExportConfig, models_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str]
+) -> Path:
+    """Convert, write the file whole, then log the model into the training's MLflow run."""
+    models_dir, onnx_path = Path(models_dir), Path(onnx_path)
+    training = read_training(models_dir)
+    generator = load_model(models_dir / "generator.keras")
+    z_dim = generator_z_dim(generator)
+    if z_dim != training["z_dim"]:
+        raise DcganError(
+            f"{models_dir / 'generator.keras'} takes z of width {z_dim} but "
+            f"{models_dir / 'training.json'} says {training['z_dim']}; "
+            "retrain with `dvc repro -f train`"
+        )
+    params = {**training["params"], **flat_params("export", cfg)}
+    model = generator_to_onnx(
+        generator,
+        cfg.opset,
+        {
+            "params": json.dumps(params, sort_keys=True),
+            "data_sha256": training["data"].get("sha256") or "",
+        },
+        optimize=cfg.optimize,
+    )
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(model, str(tmp))
+    size_mb = onnx_path.stat().st_size / 1e6
+    log.info("exported %s (opset %d, %.1f MB)", onnx_path, cfg.opset, size_mb)
+
+    tracker = Tracker.for_artifact(
+        training["params"]["train.experiment"],
+        GENERATOR_TAG,
+        sha256_file(models_dir / "generator.keras"),
+        what="generator",
+    )
+    if tracker is not None:
+        tracker.log_params(flat_params("export", cfg))
+        tracker.log_metrics({"onnx_size_mb": size_mb})
+        tracker.set_tags({ONNX_TAG: sha256_file(onnx_path)})
+        _log_onnx_model(tracker, model, z_dim)
+    return onnx_path
+
+
+def read_training(models_dir: Path) -> dict[str, Any]:
+    """models/training.json: the params and data the generator was trained with."""
+    path = models_dir / "training.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
+    except json.JSONDecodeError as exc:
+        raise DcganError(f"{path} is not valid JSON ({exc}); run `dvc repro -f train`") from None
+
+
+def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> None:
+    """The ONNX flavour as ``generator``, with an input example and its output."""
+    import onnxruntime as ort
+
+    example = draw_noise(2, z_dim, seed=0)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (image,) = session.run([OUTPUT_NAME], {INPUT_NAME: example})
+    tracker.log_onnx_model(model, "generator", example, image)

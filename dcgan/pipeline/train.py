@@ -1,0 +1,239 @@
+"""The train stage: the book's DCGAN on the prepared data, recorded in one MLflow run.
+
+Read :func:`run` top to bottom:
+
+1. load the prepared data; the params and the data's checksum fingerprint the run;
+2. build the GAN and resume from a checkpoint of the same fingerprint, if a crash left one;
+3. open the MLflow run (a resumed run continues its own) and log what the crash lost;
+4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
+   every ``checkpoint_interval`` iterations, a checkpoint;
+5. save the outputs, discard the checkpoint, and close the run, tagged with the SHA-256 of
+   the generator it produced (the outputs themselves name no run: see dcgan.pipeline.tracking).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcgan import checkpoint
+from dcgan.config import TrainConfig, flat_params
+from dcgan.contract import IMAGE_SHAPE, PIXEL_RANGE
+from dcgan.data import Prepared, load_prepared
+from dcgan.files import sha256_file, write_json
+from dcgan.models import save_model
+from dcgan.pipeline.tracking import GENERATOR_TAG, Tracker, check_tracking_store, run_tags
+from dcgan.plots import save_grid, save_history_plot
+from dcgan.training import GAN, Callback, History, train_loop
+
+log = logging.getLogger(__name__)
+
+FINAL_METRICS = ("d_loss", "d_accuracy", "g_loss")
+
+
+def run(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    reports_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> dict[str, float]:
+    """Train, write models/ and reports/, record the run in MLflow; returns the final losses.
+
+    With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
+    iterations and one of an unfinished run with the same params and data is resumed (same
+    MLflow run, identical final weights).
+    """
+    models_dir, reports_dir = Path(models_dir), Path(reports_dir)
+    samples_dir = reports_dir / "samples"
+    data = load_prepared(data_dir)
+    params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
+    identity = _fingerprint(params, data)
+    check_tracking_store()
+
+    _clear(samples_dir)
+    gan = GAN(cfg, data.x_train)
+    resumed = (
+        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
+        if checkpoint_dir is not None
+        else None
+    )
+    history = History(list(resumed.history) if resumed else [])
+    tracker, logged = _open_run(cfg, params, data, resumed, history)
+    try:
+        callbacks: list[Callback] = [
+            SaveGrid(samples_dir),
+            LogInterval(tracker, logged, samples_dir),
+        ]
+        if checkpoint_dir is not None:
+            callbacks.append(
+                SaveCheckpoint(checkpoint_dir, gan, tracker.run_id, identity, samples_dir)
+            )
+        start = time.perf_counter()
+        history = train_loop(
+            gan,
+            callbacks,
+            progress=progress,
+            start=resumed.iteration + 1 if resumed else 1,
+            history=history,
+        )
+        seconds = time.perf_counter() - start
+        done = cfg.iterations - (resumed.iteration if resumed else 0)
+        final = _save_outputs(gan, history, params, data, models_dir, reports_dir)
+        if checkpoint_dir is not None:
+            checkpoint.discard(checkpoint_dir)
+        _close_run(tracker, models_dir, reports_dir, seconds / max(done, 1))
+    except Exception:
+        tracker.finish("FAILED")
+        raise
+    log.info(
+        "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
+        cfg.iterations,
+        done,
+        seconds,
+        seconds / max(done, 1),
+        final,
+    )
+    return final
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+
+def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
+    """What a checkpoint must match to be resumed: every param that changes what is computed
+    (``checkpoint_interval`` only changes when checkpoints are written) and the data."""
+    return checkpoint.fingerprint(
+        {
+            **{k: v for k, v in params.items() if k != "train.checkpoint_interval"},
+            "data.sha256": data.meta.get("sha256"),
+        }
+    )
+
+
+def _clear(samples_dir: Path) -> None:
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for stale in samples_dir.glob("*.png"):
+        stale.unlink()
+
+
+def _open_run(
+    cfg: TrainConfig,
+    params: dict[str, Any],
+    data: Prepared,
+    resumed: checkpoint.Resumed | None,
+    history: History,
+) -> tuple[Tracker, set[int]]:
+    """Continue the resumed run's MLflow run, or start one; log the history rows that the
+    checkpoint holds but the run does not (a crash between the two). Returns the tracker and
+    the iterations already logged."""
+    tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
+    if tracker is None:
+        tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
+        tracker.log_params(params)
+    logged = tracker.metric_steps("d_loss")
+    for row in history.rows:
+        if row["iteration"] not in logged:
+            metrics = {k: v for k, v in row.items() if k != "iteration"}
+            tracker.log_metrics(metrics, step=int(row["iteration"]))
+            logged.add(int(row["iteration"]))
+    return tracker, logged
+
+
+def grid_path(samples_dir: Path, iteration: int) -> Path:
+    return samples_dir / f"iter_{iteration:06d}.png"
+
+
+class SaveGrid(Callback):
+    """reports/samples/iter_NNNNNN.png: G's images of the fixed noise batch at each interval."""
+
+    def __init__(self, samples_dir: Path) -> None:
+        self.samples_dir = samples_dir
+
+    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+        save_grid(grid, grid_path(self.samples_dir, iteration))
+
+
+class LogInterval(Callback):
+    """The losses (step=iteration) and the interval's grid, into the MLflow run."""
+
+    def __init__(self, tracker: Tracker, logged: set[int], samples_dir: Path) -> None:
+        self.tracker, self.logged, self.samples_dir = tracker, logged, samples_dir
+
+    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+        if iteration not in self.logged:  # a resumed run may have logged it before the crash
+            self.tracker.log_metrics(metrics, step=iteration)
+            self.logged.add(iteration)
+        self.tracker.log_artifact(grid_path(self.samples_dir, iteration), "samples")
+
+
+class SaveCheckpoint(Callback):
+    """checkpoints/train: every variable, the history, the grids so far and the run id."""
+
+    def __init__(
+        self, folder: str | os.PathLike[str], gan: GAN, run_id: str, identity: str, samples: Path
+    ) -> None:
+        self.folder, self.gan, self.run_id = folder, gan, run_id
+        self.identity, self.samples = identity, samples
+
+    def on_checkpoint(self, iteration: int, history: History) -> None:
+        checkpoint.save(
+            self.folder,
+            self.gan.state_variables(),
+            iteration=iteration,
+            history=history.rows,
+            run_id=self.run_id,
+            fingerprint=self.identity,
+            samples_dir=self.samples,
+        )
+
+
+def _save_outputs(
+    gan: GAN,
+    history: History,
+    params: dict[str, Any],
+    data: Prepared,
+    models_dir: Path,
+    reports_dir: Path,
+) -> dict[str, float]:
+    """The stage's DVC outputs; none holds a run id, a time or a host name."""
+    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+        save_model(model, models_dir / f"{name}.keras")
+    history.write_csv(reports_dir / "train_history.csv")
+    save_history_plot(
+        history.column("iteration"),
+        history.column("d_loss"),
+        history.column("g_loss"),
+        history.column("d_accuracy"),
+        reports_dir / "losses.png",
+    )
+    final = {k: history.rows[-1][k] for k in FINAL_METRICS}
+    write_json(reports_dir / "train_metrics.json", final)
+    write_json(
+        models_dir / "training.json",
+        {
+            "z_dim": gan.cfg.z_dim,
+            "image_shape": list(IMAGE_SHAPE),
+            "output_range": list(PIXEL_RANGE),
+            "params": params,
+            "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
+        },
+    )
+    return final
+
+
+def _close_run(
+    tracker: Tracker, models_dir: Path, reports_dir: Path, seconds_per_iteration: float
+) -> None:
+    """Timing (not a DVC output), plots, and the tag that links the generator to this run."""
+    tracker.log_metrics({"seconds_per_iteration": seconds_per_iteration})
+    tracker.set_tags({GENERATOR_TAG: sha256_file(models_dir / "generator.keras")})
+    tracker.log_artifact(reports_dir / "losses.png")
+    tracker.log_artifact(reports_dir / "train_history.csv")
+    tracker.finish()
