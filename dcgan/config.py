@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,11 @@ from dcgan.errors import DcganError
 PARAMS_FILE = "params.yaml"
 PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
+# Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
+SEED_RANGE = (0, 2**32 - 1)
+SEED_REASON = "NumPy's legacy seeding, which Keras uses, takes 32-bit seeds"
+DEVICE = re.compile(r"(CPU|GPU):\d+")
+MAX_EXPERIMENT_NAME = 256  # MLflow's database column for experiment names
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class PrepareConfig:
             "must be between 0 and 1 (exclusive)",
             self.test_fraction,
         )
-        _check(self.seed >= 0, "prepare.seed", "must be >= 0", self.seed)
+        _check_seed("prepare.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -67,19 +73,64 @@ class TrainConfig:
                 "must be a positive integer",
                 getattr(self, key),
             )
+        _check_range(
+            "train.iterations",
+            self.iterations,
+            1,
+            10_000_000,
+            "the book trains 20 000; 10 million take weeks on a CPU",
+        )
         for key in ("g_learning_rate", "d_learning_rate"):
-            _check(getattr(self, key) > 0, f"train.{key}", "must be > 0", getattr(self, key))
+            _check_range(
+                f"train.{key}",
+                getattr(self, key),
+                0.0,
+                1.0,
+                "Adam steps beyond 1 diverge at once; the book uses 0.001",
+                low_open=True,
+            )
         for key in ("beta_1", "beta_2"):
             _check(
                 0.0 <= getattr(self, key) < 1.0,
                 f"train.{key}",
-                "must be in [0, 1)",
+                "must be in [0, 1) (Adam's moment decay)",
                 getattr(self, key),
             )
-        _check(self.leaky_slope >= 0, "train.leaky_slope", "must be >= 0", self.leaky_slope)
-        _check(self.seed >= 0, "train.seed", "must be >= 0", self.seed)
+        _check_range(
+            "train.leaky_slope",
+            self.leaky_slope,
+            0.0,
+            1.0,
+            "a LeakyReLU slope above 1 amplifies negative inputs; the book uses 0.01",
+        )
+        _check_seed("train.seed", self.seed)
+        _check_choice("train.precision", self.precision, PRECISIONS)
+        _check_choice("train.strategy", self.strategy, STRATEGIES)
+        if self.devices.strip():
+            _check(
+                self.strategy == "mirrored",
+                "train.devices",
+                "is only used with train.strategy: mirrored; set the strategy or empty the list",
+                self.devices,
+            )
+            for device in self.devices.split(","):
+                _check(
+                    DEVICE.fullmatch(device.strip()) is not None,
+                    "train.devices",
+                    "must list devices such as GPU:0,GPU:1 (CPU:N or GPU:N)",
+                    self.devices,
+                )
         _check(
-            self.experiment.strip() != "", "train.experiment", "must not be empty", self.experiment
+            self.experiment.strip() != "" and self.experiment == self.experiment.strip(),
+            "train.experiment",
+            "must be a name without leading or trailing spaces",
+            self.experiment,
+        )
+        _check(
+            len(self.experiment) <= MAX_EXPERIMENT_NAME,
+            "train.experiment",
+            f"must be at most {MAX_EXPERIMENT_NAME} characters (MLflow's limit)",
+            self.experiment,
         )
 
 
@@ -90,14 +141,21 @@ class ClassifierConfig:
     seed: int  # weight init, dropout and shuffling
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size"):
-            _check(
-                getattr(self, key) > 0,
-                f"classifier.{key}",
-                "must be a positive integer",
-                getattr(self, key),
-            )
-        _check(self.seed >= 0, "classifier.seed", "must be >= 0", self.seed)
+        _check(self.epochs > 0, "classifier.epochs", "must be a positive integer", self.epochs)
+        _check_range(
+            "classifier.epochs",
+            self.epochs,
+            1,
+            1000,
+            "the CNN converges in about 6 epochs on MNIST",
+        )
+        _check(
+            self.batch_size > 0,
+            "classifier.batch_size",
+            "must be a positive integer",
+            self.batch_size,
+        )
+        _check_seed("classifier.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -121,14 +179,22 @@ class EvaluateConfig:
     tolerance: float  # the stage fails if max |onnx - keras| exceeds this
 
     def __post_init__(self) -> None:
-        _check(
-            self.num_samples > 0,
+        _check_range(
             "evaluate.num_samples",
-            "must be a positive integer",
             self.num_samples,
+            2,
+            1_000_000,
+            "the Fréchet distance needs a covariance, so at least 2; FID's convention is 10 000",
         )
-        _check(self.seed >= 0, "evaluate.seed", "must be >= 0", self.seed)
-        _check(self.tolerance > 0, "evaluate.tolerance", "must be > 0", self.tolerance)
+        _check_seed("evaluate.seed", self.seed)
+        _check_range(
+            "evaluate.tolerance",
+            self.tolerance,
+            0.0,
+            2.0,
+            "images lie in [-1, 1], so no two differ by more than 2",
+            low_open=True,
+        )
 
 
 STAGES: dict[str, type] = {
@@ -147,6 +213,26 @@ def _check(ok: bool, key: str, requirement: str, value: Any) -> None:
         raise DcganError(
             f"{PARAMS_FILE}: {key} {requirement}, got {value!r}; fix it in {PARAMS_FILE}"
         )
+
+
+def _check_range(
+    key: str, value: float, low: float, high: float, reason: str, low_open: bool = False
+) -> None:
+    inside = (low < value if low_open else low <= value) and value <= high
+    bracket = "(" if low_open else "["
+    _check(inside, key, f"must be in {bracket}{_num(low)}, {_num(high)}] ({reason})", value)
+
+
+def _num(x: float) -> str:
+    return f"{x:_}" if isinstance(x, int) else f"{x:g}"
+
+
+def _check_seed(key: str, value: int) -> None:
+    _check_range(key, value, *SEED_RANGE, SEED_REASON)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, key, f"must be one of {', '.join(choices)}", value)
 
 
 def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:

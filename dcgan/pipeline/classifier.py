@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+from dcgan import memory
 from dcgan.classifier import accuracy, feature_head, train_classifier
 from dcgan.config import ClassifierConfig
 from dcgan.data import load_prepared
@@ -25,6 +26,7 @@ def run(
 ) -> dict[str, Any]:
     """Train on the training split; write the model and its accuracy report."""
     data = load_prepared(data_dir)
+    memory.check(memory.classifier(cfg, len(data.x_train)), "classifier")
     model = train_classifier(cfg, data.x_train, data.y_train)
     head = feature_head(model)
     report = {

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dcgan import memory
 from dcgan.config import EvaluateConfig, flat_params
 from dcgan.contract import draw_noise
 from dcgan.data import load_prepared
@@ -42,8 +43,9 @@ def run(
             f"{generator_z_dim(generator)} but {onnx_path} takes {z_dim}; "
             "re-export with `dvc repro -f export`"
         )
-    classifier = load_model(models_dir / "mnist_classifier.keras")
     data = load_prepared(data_dir)
+    memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
+    classifier = load_model(models_dir / "mnist_classifier.keras")
 
     z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
     onnx_images = generate(session, z)  # (N, 28, 28, 1)

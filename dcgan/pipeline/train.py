@@ -2,7 +2,8 @@
 
 Read :func:`run` top to bottom:
 
-1. load the prepared data; the params and the data's checksum fingerprint the run;
+1. load the prepared data and check the run fits in memory; the params and the data's
+   checksum fingerprint the run;
 2. build the GAN and resume from a checkpoint of the same fingerprint, if a crash left one;
 3. open the MLflow run (a resumed run continues its own) and log what the crash lost;
 4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
@@ -21,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import checkpoint
+from dcgan import checkpoint, memory
 from dcgan.config import TrainConfig, flat_params
-from dcgan.contract import IMAGE_SHAPE, PIXEL_RANGE
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import sha256_file, write_json
 from dcgan.models import save_model
@@ -53,6 +53,7 @@ def run(
     models_dir, reports_dir = Path(models_dir), Path(reports_dir)
     samples_dir = reports_dir / "samples"
     data = load_prepared(data_dir)
+    memory.check(memory.train(cfg, len(data.x_train)), "train")
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     identity = _fingerprint(params, data)
     check_tracking_store()
@@ -215,12 +216,10 @@ def _save_outputs(
     )
     final = {k: history.rows[-1][k] for k in FINAL_METRICS}
     write_json(reports_dir / "train_metrics.json", final)
+    # What made the models; their own files carry what they are (z_dim: the input shape).
     write_json(
         models_dir / "training.json",
         {
-            "z_dim": gan.cfg.z_dim,
-            "image_shape": list(IMAGE_SHAPE),
-            "output_range": list(PIXEL_RANGE),
             "params": params,
             "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
         },

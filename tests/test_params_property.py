@@ -1,0 +1,197 @@
+"""Every params value works or is refused in one line, before any work.
+
+Hypothesis drives every key of every stage with boundary and junk values through the loader;
+then, for accepted values that are cheap to try, through the stage's entry point on tiny
+data. The outcome is either success or one `error:` line with exit code 2: never a traceback,
+never a half-written output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dcgan.config import STAGES, config_from_dict, load_all
+from dcgan.errors import DcganError, run_main
+
+from .conftest import ROOT
+
+DEFAULTS = {stage: dataclasses.asdict(cfg) for stage, cfg in load_all(ROOT / "params.yaml").items()}
+
+INTS = [-(2**63), -1, 0, 1, 2, 3, 17, 2**31 - 1, 2**32 - 1, 2**32, 10**7, 10**7 + 1, 10**9, 10**18]
+FLOATS = [-1e-9, 0.0, 1e-12, 1e-3, 0.5, 0.999999, 1.0, 1.0000001, 2.0, 2.5, 1e308]
+FLOATS += [math.nan, math.inf, -math.inf]
+TEXTS = ["", " ", "x", "float32", "mixed_bfloat16", "bfloat16", "auto", "default", "mirrored"]
+TEXTS += ["defualt", "GPU:0", "CPU:0,CPU:1", "TPU:7", "mnist", "sample", "nowhere.npz", "ü" * 300]
+JUNK = [None, True, False, [], {}, [1], {"a": 1}, b"x"]
+VALUES = st.sampled_from(INTS) | st.sampled_from(FLOATS) | st.sampled_from(TEXTS)
+VALUES = VALUES | st.sampled_from(JUNK) | st.integers() | st.floats() | st.text(max_size=12)
+
+
+@st.composite
+def blocks(draw, stage: str) -> dict:
+    """The stage's default block with some keys replaced, sometimes one missing or extra."""
+    block = dict(DEFAULTS[stage])
+    for key in draw(st.sets(st.sampled_from(sorted(block)), min_size=1)):
+        block[key] = draw(VALUES)
+    if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:
+        block.pop(draw(st.sampled_from(sorted(block))))
+    if draw(st.integers(0, 9)) == 0:
+        block["bogus"] = draw(VALUES)
+    return block
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_loader_accepts_or_refuses_in_one_line_naming_the_key(stage, data):
+    block = data.draw(blocks(stage))
+    try:
+        cfg = config_from_dict(STAGES[stage], block, stage)
+    except DcganError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        assert any(f"{stage}.{key}" in message for key in [*block, *DEFAULTS[stage]]), message
+    else:
+        kinds = typing.get_type_hints(STAGES[stage])
+        for key, value in dataclasses.asdict(cfg).items():
+            assert type(value) is kinds[key], (key, value)  # no True for 1, no "3" for 3
+            assert value == block[key]
+
+
+# -- through the stages, on tiny data --------------------------------------------------------
+
+CHEAP = {
+    "prepare": {
+        "source": st.sampled_from(["sample", "mnist", "nowhere.npz", "", "mnst"]),
+        "test_fraction": st.sampled_from([1e-4, 0.001, 0.003, 0.2, 0.997, 0.999]),
+        "seed": st.sampled_from([0, 1, 2**32 - 1]),
+    },
+    "train": {
+        "iterations": st.integers(1, 3),
+        "batch_size": st.sampled_from([1, 2, 8, 10**9]),
+        "sample_interval": st.sampled_from([1, 2, 10**6]),
+        "checkpoint_interval": st.sampled_from([1, 10**6]),
+        "z_dim": st.sampled_from([1, 3, 100, 10**9]),
+        "g_learning_rate": st.sampled_from([1e-12, 1e-3, 1.0]),
+        "d_learning_rate": st.sampled_from([1e-12, 1e-3, 1.0]),
+        "beta_1": st.sampled_from([0.0, 0.5, 0.999999]),
+        "beta_2": st.sampled_from([0.0, 0.999]),
+        "leaky_slope": st.sampled_from([0.0, 0.01, 1.0]),
+        "seed": st.sampled_from([0, 2**32 - 1]),
+        "precision": st.sampled_from(["float32", "mixed_bfloat16"]),
+        "strategy": st.sampled_from(["default", "mirrored"]),
+        "devices": st.sampled_from(["", "GPU:7", "CPU:0"]),
+        "experiment": st.sampled_from(["dcgan", "ü" * 40, "a/b c"]),
+    },
+    "classifier": {
+        "epochs": st.sampled_from([1]),
+        "batch_size": st.sampled_from([1, 64, 10**9]),
+        "seed": st.sampled_from([0, 2**32 - 1]),
+    },
+    "export": {
+        "opset": st.sampled_from([13, 15, 17, 18]),
+        "optimize": st.booleans(),
+    },
+    "evaluate": {
+        "num_samples": st.sampled_from([2, 3, 65, 300]),
+        "seed": st.sampled_from([0, 2**32 - 1]),
+        "tolerance": st.sampled_from([1e-12, 1e-4, 2.0]),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Prepared sample data, a few-iteration generator, its ONNX file and a classifier."""
+    from dcgan.config import load_all
+    from dcgan.pipeline import classifier, export, prepare, train
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_all(ROOT / "params.yaml")
+    prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), root / "data")
+    small = dataclasses.replace(cfg["train"], iterations=2, batch_size=8, sample_interval=1)
+    train.run(small, root / "data", root / "models", root / "reports", progress=False)
+    classifier.run(
+        dataclasses.replace(cfg["classifier"], epochs=1),
+        root / "data",
+        root / "models/mnist_classifier.keras",
+        root / "reports/classifier.json",
+    )
+    export.run(cfg["export"], root / "models", root / "models/generator.onnx")
+    return root
+
+
+def call_stage(stage: str, cfg, tiny: Path, out: Path) -> None:
+    from dcgan.pipeline import classifier, evaluate, export, prepare, train
+
+    if stage == "prepare":
+        prepare.run(cfg, out / "data")
+    elif stage == "train":
+        train.run(cfg, tiny / "data", out / "models", out / "reports", out / "ckpt", False)
+    elif stage == "classifier":
+        classifier.run(cfg, tiny / "data", out / "c.keras", out / "c.json")
+    elif stage == "export":
+        export.run(cfg, tiny / "models", out / "g.onnx")
+    else:
+        evaluate.run(cfg, tiny / "models/generator.onnx", tiny / "models", tiny / "data", out)
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Temporary files or folders of an atomic write that did not finish."""
+    return [p for p in folder.rglob(".*") if ".tmp" in p.name or p.name.startswith(".keras-")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_accepted_values_run_or_fail_in_one_line(stage, data, tiny, tmp_path_factory, capsys):
+    values = {key: data.draw(strategy, label=key) for key, strategy in CHEAP[stage].items()}
+    try:
+        cfg = config_from_dict(STAGES[stage], {**DEFAULTS[stage], **values}, stage)
+    except DcganError:
+        return  # refused by the loader: the test above covers it
+    out = tmp_path_factory.mktemp(stage)
+    capsys.readouterr()
+    code = run_main(lambda: call_stage(stage, cfg, tiny, out))
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err
+    assert code in (0, 2), (code, err[-2000:])
+    assert len(errors) == (1 if code == 2 else 0), err[-2000:]
+    assert leftovers(out) == [] and leftovers(tiny) == []
+    if code == 2 and stage in ("prepare", "train", "classifier", "export"):
+        # Refused or failed: no output of that stage appeared.
+        made = {p.name for p in out.rglob("*") if p.is_file()} - {"mlflow.db"}
+        assert not made & {"meta.json", "generator.keras", "c.keras", "g.onnx"}, made
+
+
+@pytest.mark.slow  # its fixture runs train, classifier and export on tiny data
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"z_dim": 10**9}, "would need about .* GB of memory .* lower train.z_dim"),
+        ({"batch_size": 10**7}, "would need about .* GB of memory .* lower train.batch_size"),
+        (
+            {"strategy": "mirrored", "devices": "GPU:7"},
+            r"train.devices='GPU:7' cannot be used \(GPU:7 is not on this machine",
+        ),
+    ],
+    ids=["z_dim", "batch_size", "missing-gpu"],
+)
+def test_what_cannot_run_here_is_refused_before_training(tiny, tmp_path, capsys, values, message):
+    import re
+
+    block = {**DEFAULTS["train"], "iterations": 2, "batch_size": 8, **values}
+    cfg = config_from_dict(STAGES["train"], block, "train")
+    code = run_main(lambda: call_stage("train", cfg, tiny, tmp_path))
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
+    assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt").exists()
