@@ -66,9 +66,9 @@ def generator_to_onnx(
                 )
             model, graph = rewritten, "tf2onnx, rewritten for onnxruntime (dcgan.onnx_opt)"
     meta = {
-        "z_dim": str(z_dim),
-        "input": f"{INPUT_NAME}: float32 [N, {z_dim}], z ~ N(0, 1)",
-        "output": f"{OUTPUT_NAME}: float32 [N, 28, 28, 1], NHWC",
+        # z_dim is the input's second dimension: the signature carries it, nothing else.
+        "input": f"{INPUT_NAME}: float32 [{BATCH_DIM}, z_dim], z ~ N(0, 1)",
+        "output": f"{OUTPUT_NAME}: float32 [{BATCH_DIM}, 28, 28, 1], NHWC",
         "output_range": "[-1, 1]; pixel = (x + 1) * 127.5",
         "layout": "NHWC",
         "graph": graph,
