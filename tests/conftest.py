@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +96,108 @@ def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "tiny"], dest, env)
     return dest, env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own on a free loopback port, its data in a new temporary
+    folder; yields a SQLAlchemy URI (psycopg 3 driver) of an empty database. Stopped and
+    removed on exit."""
+    import tempfile
+
+    import psycopg
+
+    tools = {name: shutil.which(name) for name in ("initdb", "pg_ctl")}
+    if not all(tools.values()):
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
+    # PostgreSQL refuses to run as root: run it as the unprivileged postgres user then.
+    as_user = None
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+        as_user = user
+
+        def demote() -> None:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    # Not under pytest's tmp_path: as root that is a 0700 folder the postgres user cannot enter.
+    folder = Path(tempfile.mkdtemp(prefix="dcgan-pg-"))
+    data, sockets = folder / "data", folder / "sockets"
+    sockets.mkdir()
+    if as_user:
+        for d in (folder, sockets):
+            os.chown(d, as_user.pw_uid, as_user.pw_gid)
+    options = {"preexec_fn": demote} if as_user else {}
+
+    def pg(*args: str) -> None:
+        proc = subprocess.run(args, capture_output=True, text=True, **options)
+        assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
+
+    pg(tools["initdb"], "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8")
+    port = free_port()
+    ctl = [tools["pg_ctl"], "-D", str(data), "-w", "-t", "60"]
+    pg(*ctl, "-l", str(folder / "log"), "-o", f"-p {port} -k {sockets} -h 127.0.0.1", "start")
+    try:
+        with psycopg.connect(
+            f"postgresql://mlflow@127.0.0.1:{port}/postgres", autocommit=True
+        ) as c:
+            c.execute("CREATE DATABASE mlflow")
+        yield f"postgresql+psycopg://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True, **options)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(folder: Path, backend_uri: str) -> Iterator[str]:
+    """`mlflow server` on a free loopback port over ``backend_uri``; yields its URL."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    log.flush()
+                    tail = (folder / "mlflow-server.log").read_text()[-3000:]
+                    pytest.fail(f"mlflow server did not start:\n{tail}")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

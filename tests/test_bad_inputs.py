@@ -42,6 +42,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
 
 
+@pytest.mark.slow  # starts a TensorFlow process per stage
 @pytest.mark.parametrize(
     ("stage", "args", "message"),
     [

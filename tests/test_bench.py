@@ -59,6 +59,7 @@ def test_format_table_lists_every_batch():
     assert "3.00x" in table and "batch  1024" in table and "TensorFlow imported: False" in table
 
 
+@pytest.mark.slow  # the whole training benchmark, at a tiny size
 def test_bench_training_runs_and_reports(monkeypatch):
     from dcgan.bench import bench_training
 

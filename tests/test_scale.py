@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from .conftest import make_repo, run
+from .conftest import make_repo, mlflow_server, postgres, run
 
 pytestmark = pytest.mark.slow
 
@@ -80,56 +78,22 @@ def test_queued_experiments_run_in_parallel_into_one_store(repo):
     assert not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))  # nothing left in a copy
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(params=["sqlite", "postgres"])
+def tracking_server(request, tmp_path):
+    """A real `mlflow server` over SQLite, or over a PostgreSQL server the test starts."""
+    if request.param == "sqlite":
+        with mlflow_server(tmp_path, f"sqlite:///{tmp_path / 'server.db'}") as uri:
+            yield uri
+    else:
+        with postgres() as db, mlflow_server(tmp_path, db) as uri:
+            yield uri, db
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(0.5)
-        yield uri
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@pytest.mark.parametrize("mlflow_server", ["sqlite", "postgres"], indirect=True)
-def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
+def test_training_against_a_tracking_server(repo, tracking_server, tmp_path):
     repo, env = repo
+    mlflow_server, database = (
+        tracking_server if isinstance(tracking_server, tuple) else (tracking_server, None)
+    )
     work = tmp_path / "ws"
     shutil.copytree(repo, work, ignore=shutil.ignore_patterns("mlflow.db*", "mlruns", ".dvc"))
     env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
@@ -151,6 +115,13 @@ def test_training_against_a_tracking_server(repo, mlflow_server, tmp_path):
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.onnx.load_model(f"runs:/{run_id}/generator")
     assert model.graph.output[0].name == "image"
+    if database is not None:  # the run is in PostgreSQL, not in some SQLite file
+        import psycopg
+
+        with psycopg.connect(database.replace("postgresql+psycopg", "postgresql")) as conn:
+            stored = conn.execute("SELECT run_uuid FROM runs").fetchall()
+        assert (run_id,) in stored
+        assert not list(tmp_path.glob("**/*.db"))
 
 
 def test_dvc_remote_push_wipe_pull_is_byte_identical(repo, tmp_path):
