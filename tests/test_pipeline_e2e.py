@@ -98,7 +98,7 @@ def test_mlflow_store_holds_the_run(repo):
     data = run_info.data
     assert data.params["train.iterations"] == "6" and data.params["export.opset"] == "17"
     assert data.params["prepare.source"] == "sample" and data.tags["data_source"] == "sample"
-    assert len(data.tags["git_commit"]) == 40
+    assert len(data.tags["mlflow.source.git.commit"]) == 40
     assert [m.step for m in client.get_metric_history(run_id, "d_loss")] == [3, 6]
     assert data.metrics["onnx_max_abs_diff"] <= 1e-5
     assert "fcd" in data.metrics and "class_share_7" in data.metrics
@@ -171,6 +171,15 @@ def test_params_changed_and_back_are_restored_from_the_run_cache(repo):
     assert "Stage 'export' is cached - skipping run" in log, log
     assert outputs(repo) == first
     assert len(client.search_runs([exp_id])) == n_runs  # restored, not retrained
+
+
+def test_a_release_tag_makes_the_generator_an_artifact_dvc_can_get(repo, tmp_path):
+    repo, env = repo
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", "trained"], repo, env)
+    run(["git", "tag", "-a", "generator@v0.0.1", "-m", "first generator"], repo, env)
+    run(["dvc", "artifacts", "get", str(repo), "generator", "-o", "got.onnx"], tmp_path, env)
+    assert (tmp_path / "got.onnx").read_bytes() == (repo / "models/generator.onnx").read_bytes()
 
 
 def test_dvc_exp_run_and_show(repo):

@@ -71,7 +71,7 @@ def test_queued_experiments_run_in_parallel_into_one_store(repo):
     assert {"seed1", "seed2"} <= set(by_name)  # both landed in the workspace's store
     for name in ("seed1", "seed2"):
         r = by_name[name]
-        assert r.info.status == "FINISHED"
+        assert r.info.status == "FINISHED" and r.info.run_name == name  # named after the exp
         assert r.data.params["train.seed"] == name[-1]
         assert "mnist_score" in r.data.metrics  # evaluate logged into the same run
         assert [m.step for m in client.get_metric_history(r.info.run_id, "d_loss")] == [3, 6]

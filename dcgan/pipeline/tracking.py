@@ -13,6 +13,7 @@ and queued experiments land in one store. ``MLFLOW_TRACKING_URI`` overrides it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -25,9 +26,12 @@ from dcgan.errors import DcganError
 log = logging.getLogger(__name__)
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+# The UI opens an experiment on its training runs (not its GenAI view) with this tag.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 # Content hashes of the artifacts a run produced: the link from a file to its runs.
 GENERATOR_TAG = "dcgan.generator_sha256"  # models/generator.keras
 ONNX_TAG = "dcgan.onnx_sha256"  # models/generator.onnx
+MODEL_URI_TAG = "dcgan.generator_model_uri"  # the ONNX model export logged (models:/m-...)
 
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -71,7 +75,7 @@ def _default_artifact_root(uri: str) -> str | None:
     return (db.parent / "mlruns").as_uri() if db else None
 
 
-def _store_lock(uri: str):
+def store_lock(uri: str):
     """A lock file next to a SQLite store, serialising table creation and experiment
     creation across processes; a no-op for servers and databases, which do their own."""
     from contextlib import nullcontext
@@ -92,19 +96,19 @@ def _enable_wal(uri: str) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
 
 
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+def _git(*args: str, cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """One line of git's output, or None (no git, no repository, no such ref)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    return _git("rev-parse", "HEAD", cwd=cwd)
 
 
 class Tracker:
@@ -130,14 +134,18 @@ class Tracker:
 
         uri = uri or tracking_uri()
         client = MlflowClient(tracking_uri=uri)
-        with _store_lock(uri):  # two queued experiments may create the experiment at once
+        with store_lock(uri):  # two queued experiments may create the experiment at once
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 exp_id = client.create_experiment(
-                    experiment, artifact_location=_artifact_location(uri, experiment)
+                    experiment,
+                    artifact_location=_artifact_location(uri, experiment),
+                    tags={EXPERIMENT_KIND: MODEL_TRAINING},
                 )
             else:
                 exp_id = exp.experiment_id
+                if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version of ours
+                    client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
         run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
         log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
         return cls(uri, run.info.run_id)
@@ -182,6 +190,26 @@ class Tracker:
             return None
         return cls(uri, runs[0].info.run_id)
 
+    def log_dataset(
+        self, name: str, sha256: str, source_uri: str, profile: Mapping[str, Any]
+    ) -> None:
+        """The training data as an MLflow dataset input (context ``training``): the runs
+        table's Dataset column and the run page show it. MLflow stores digests of at most
+        36 characters, so the digest is the SHA-256's first 36 hex digits; the whole hash
+        is in the profile."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(
+            name=name,
+            digest=sha256[:36],
+            source_type="local",
+            source=json.dumps({"uri": source_uri}),
+            profile=json.dumps({"sha256": sha256, **profile}),
+        )
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags=tags)])
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -222,19 +250,24 @@ class Tracker:
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_onnx_model(self, model, name: str, example: Any, output: Any) -> None:
-        """``mlflow.onnx.log_model`` into this run, with the signature of (example, output)."""
+    def log_onnx_model(self, model, name: str, example: Any, output: Any) -> str:
+        """``mlflow.onnx.log_model`` into this run, with the signature of (example, output);
+        returns the logged model's URI (``models:/m-...``), which registration takes."""
         import mlflow
         from mlflow.models import infer_signature
 
         mlflow.set_tracking_uri(self.uri)
         with mlflow.start_run(run_id=self.run_id):
-            mlflow.onnx.log_model(
+            info = mlflow.onnx.log_model(
                 model,
                 name=name,
                 signature=infer_signature(example, output),
                 input_example=example,
+                # The generator is small and fast on a CPU, and onnxruntime builds without
+                # CUDA (the default wheel) warn at every load when CUDA is listed first.
+                onnx_execution_providers=["CPUExecutionProvider"],
             )
+        return info.model_uri
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
@@ -316,7 +349,7 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
     try:
         from mlflow.tracking import MlflowClient
 
-        with _store_lock(uri):  # the first use creates the tables: once, not once per process
+        with store_lock(uri):  # the first use creates the tables: once, not once per process
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             _enable_wal(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
@@ -331,12 +364,30 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return f"{root}/{experiment}" if root else None
 
 
-def run_tags(data_source: str | None = None) -> dict[str, str]:
-    """Git commit, DVC experiment name (set by `dvc exp run`) and data source."""
-    tags: dict[str, str] = {}
-    commit = git_commit(repo_root())
+def run_tags(entry_point: str, data_source: str | None = None) -> dict[str, str]:
+    """MLflow's standard source tags (what the UI's Source column and run page read), the DVC
+    experiment (set by `dvc exp run`) and the data source.
+
+    Under `dvc exp run`, the commit is the experiment's baseline: the code that ran is that
+    commit plus the params DVC applied.
+    """
+    from mlflow.entities import SourceType
+    from mlflow.utils import mlflow_tags
+
+    root = repo_root()
+    tags = {
+        mlflow_tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.LOCAL),
+        mlflow_tags.MLFLOW_SOURCE_NAME: entry_point,
+    }
+    commit = os.environ.get("DVC_EXP_BASELINE_REV") or git_commit(root)
     if commit:
-        tags["git_commit"] = commit
+        tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
+    branch = _git("symbolic-ref", "--short", "-q", "HEAD", cwd=root)
+    if branch:
+        tags[mlflow_tags.MLFLOW_GIT_BRANCH] = branch
+    remote = _git("remote", "get-url", "origin", cwd=root)
+    if remote:
+        tags[mlflow_tags.MLFLOW_GIT_REPO_URL] = remote
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get("DVC_EXP_BASELINE_REV"):
@@ -344,3 +395,9 @@ def run_tags(data_source: str | None = None) -> dict[str, str]:
     if data_source:
         tags["data_source"] = data_source
     return tags
+
+
+def run_name(readable: str) -> str:
+    """The DVC experiment's name under `dvc exp run`, else ``readable``. Always given: left to
+    MLflow, the name is drawn from Python's `random`, which the seeded stages make repeat."""
+    return os.environ.get("DVC_EXP_NAME") or readable

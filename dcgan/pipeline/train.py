@@ -27,13 +27,20 @@ from dcgan.config import TrainConfig, flat_params
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import sha256_file, write_json
 from dcgan.models import save_model
-from dcgan.pipeline.tracking import GENERATOR_TAG, Tracker, check_tracking_store, run_tags
+from dcgan.pipeline.tracking import (
+    GENERATOR_TAG,
+    Tracker,
+    check_tracking_store,
+    run_name,
+    run_tags,
+)
 from dcgan.plots import save_grid, save_history_plot
 from dcgan.training import GAN, Callback, History, train_loop
 
 log = logging.getLogger(__name__)
 
 FINAL_METRICS = ("d_loss", "d_accuracy", "g_loss")
+ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
 
 def run(
@@ -66,7 +73,7 @@ def run(
         else None
     )
     history = History(list(resumed.history) if resumed else [])
-    tracker, logged = _open_run(cfg, params, data, resumed, history)
+    tracker, logged = _open_run(cfg, params, data, Path(data_dir), resumed, history)
     try:
         callbacks: list[Callback] = [
             SaveGrid(samples_dir),
@@ -128,16 +135,34 @@ def _open_run(
     cfg: TrainConfig,
     params: dict[str, Any],
     data: Prepared,
+    data_dir: Path,
     resumed: checkpoint.Resumed | None,
     history: History,
 ) -> tuple[Tracker, set[int]]:
-    """Continue the resumed run's MLflow run, or start one; log the history rows that the
-    checkpoint holds but the run does not (a crash between the two). Returns the tracker and
-    the iterations already logged."""
+    """Continue the resumed run's MLflow run, or start one with its params, source tags and
+    data set; log the history rows that the checkpoint holds but the run does not (a crash
+    between the two). Returns the tracker and the iterations already logged."""
     tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
     if tracker is None:
-        tracker = Tracker.start(cfg.experiment, tags=run_tags(data.meta.get("source")))
+        meta = data.meta
+        source = meta.get("source", "unknown")
+        tracker = Tracker.start(
+            cfg.experiment,
+            run_name=run_name(f"{source}-{cfg.iterations}it-seed{cfg.seed}"),
+            tags={**run_tags(ENTRY_POINT, source), "data_sha256": meta.get("sha256", "")},
+        )
         tracker.log_params(params)
+        tracker.log_dataset(
+            name=source,
+            sha256=meta.get("sha256", ""),
+            source_uri=data_dir.resolve().as_uri(),
+            profile={
+                "origin": meta.get("description"),
+                "train_count": meta.get("train_count"),
+                "test_count": meta.get("test_count"),
+                "files": meta.get("files", {}),  # MNIST's files: MD5 and SHA-256 each
+            },
+        )
     logged = tracker.metric_steps("d_loss")
     for row in history.rows:
         if row["iteration"] not in logged:
