@@ -1,4 +1,4 @@
-"""The ``dcgan`` command: ``dcgan sample``, ``dcgan runs`` and ``dcgan bench``.
+"""The ``dcgan`` command: ``dcgan sample``, ``dcgan runs``, ``dcgan promote`` and ``dcgan bench``.
 
 ``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone: it never imports TensorFlow,
 so it starts fast and works where TensorFlow is absent."""
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         "runs", help="the MLflow runs that produced a model file, found by its SHA-256"
     )
     runs.add_argument("file", type=Path, help="models/generator.onnx or models/generator.keras")
+    promote = sub.add_parser(
+        "promote",
+        help="point the registry alias 'champion' at the generator with the lowest FCD",
+    )
+    promote.add_argument("--name", default="dcgan-generator", help="registered model")
+    promote.add_argument("--alias", default="champion", help="alias to move")
     bench = sub.add_parser("bench", help="training and inference speed, written to a JSON report")
     bench.add_argument(
         "--model",
@@ -85,6 +91,12 @@ def runs_command(args: argparse.Namespace) -> None:
         )
 
 
+def promote_command(args: argparse.Namespace) -> None:
+    from dcgan.pipeline.registry import promote
+
+    print(promote(args.name, args.alias))
+
+
 def sample_command(args: argparse.Namespace) -> None:
     from dcgan.contract import draw_noise
     from dcgan.plots import save_grid
@@ -105,7 +117,12 @@ def sample_command(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"sample": sample_command, "runs": runs_command, "bench": bench_command}
+    commands = {
+        "sample": sample_command,
+        "runs": runs_command,
+        "promote": promote_command,
+        "bench": bench_command,
+    }
     return run_main(lambda: commands[args.command](args))
 
 

@@ -28,6 +28,7 @@ SEED_RANGE = (0, 2**32 - 1)
 SEED_REASON = "NumPy's legacy seeding, which Keras uses, takes 32-bit seeds"
 DEVICE = re.compile(r"(CPU|GPU):\d+")
 MAX_EXPERIMENT_NAME = 256  # MLflow's database column for experiment names
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class EvaluateConfig:
     num_samples: int  # generated images: ONNX vs Keras parity and the quality metrics
     seed: int  # seed of those noise vectors
     tolerance: float  # the stage fails if max |onnx - keras| exceeds this
+    registered_model: str  # MLflow registered model each evaluated generator is a version of
 
     def __post_init__(self) -> None:
         _check_range(
@@ -194,6 +196,12 @@ class EvaluateConfig:
             2.0,
             "images lie in [-1, 1], so no two differ by more than 2",
             low_open=True,
+        )
+        _check(
+            MODEL_NAME.fullmatch(self.registered_model) is not None,
+            "evaluate.registered_model",
+            "must be a name of letters, digits, '.', '_' and '-' (MLflow's registry)",
+            self.registered_model,
         )
 
 

@@ -77,5 +77,11 @@ def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
     onnx.save(generator_to_onnx(build_generator(64), opset=17), str(tmp_path / "g.onnx"))
     build_generator(100).save(tmp_path / "generator.keras")
     with pytest.raises(DcganError, match="takes z of width 100 but .* takes 64"):
-        evaluate.run(EvaluateConfig(10, 0, 1e-4), tmp_path / "g.onnx", tmp_path, tmp_path, tmp_path)
+        evaluate.run(
+            EvaluateConfig(10, 0, 1e-4, "dcgan-generator"),
+            tmp_path / "g.onnx",
+            tmp_path,
+            tmp_path,
+            tmp_path,
+        )
     assert not (tmp_path / "metrics.json").exists()

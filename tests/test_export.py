@@ -75,7 +75,9 @@ def test_onnx_output_does_not_depend_on_the_batch(trained):
 def _evaluate(folder, reports, tolerance):
     from dcgan.config import EvaluateConfig
 
-    cfg = EvaluateConfig(num_samples=20, seed=0, tolerance=tolerance)
+    cfg = EvaluateConfig(
+        num_samples=20, seed=0, tolerance=tolerance, registered_model="dcgan-generator"
+    )
     return evaluate.run(cfg, folder / "generator.onnx", folder, folder / "prepared", reports)
 
 

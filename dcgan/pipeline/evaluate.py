@@ -1,5 +1,6 @@
 """The evaluate stage: ONNX (onnxruntime) against Keras on the same noise, and the quality of
-the ONNX samples, logged into the run that produced the ONNX file (found by its SHA-256)."""
+the ONNX samples, logged into the run that produced the ONNX file (found by its SHA-256); the
+generator then becomes a version of the registered model (dcgan.pipeline.registry)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dcgan.errors import DcganError
 from dcgan.evaluation import keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim, load_model
+from dcgan.pipeline import registry
 from dcgan.pipeline.tracking import ONNX_TAG, Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
@@ -68,6 +70,19 @@ def run(
         tracker.log_metrics({f"class_share_{d}": s for d, s in enumerate(shares)})
         tracker.log_artifact(grid)
         tracker.log_artifact(by_class)
+        if metrics["onnx_within_tolerance"]:
+            meta = session.get_modelmeta().custom_metadata_map
+            registry.register(
+                tracker,
+                cfg.registered_model,
+                metrics,
+                {
+                    "data_source": json.loads(meta.get("params", "{}")).get("prepare.source", ""),
+                    "data_sha256": meta.get("data_sha256", ""),
+                    "classifier_sha256": sha256_file(models_dir / "mnist_classifier.keras"),
+                    "onnx_sha256": sha256_file(onnx_path),
+                },
+            )
     log.info("evaluate: %s", json.dumps(metrics))
     if not metrics["onnx_within_tolerance"]:
         raise DcganError(

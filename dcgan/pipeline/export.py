@@ -17,7 +17,7 @@ from dcgan.errors import DcganError
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, sha256_file
 from dcgan.models import generator_z_dim, load_model
-from dcgan.pipeline.tracking import GENERATOR_TAG, ONNX_TAG, Tracker
+from dcgan.pipeline.tracking import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +76,5 @@ def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> Non
     example = draw_noise(2, z_dim, seed=0)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (image,) = session.run([OUTPUT_NAME], {INPUT_NAME: example})
-    tracker.log_onnx_model(model, "generator", example, image)
+    model_uri = tracker.log_onnx_model(model, "generator", example, image)
+    tracker.set_tags({MODEL_URI_TAG: model_uri})  # what evaluate registers

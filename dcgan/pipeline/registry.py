@@ -1,0 +1,122 @@
+"""The model registry: every evaluated generator becomes a version of one registered model
+(``evaluate.registered_model``, default ``dcgan-generator``) carrying its quality metrics, and
+the alias ``champion`` names the version with the lowest FCD among those evaluated on the same
+data and with the same classifier (FCDs measured with different instruments do not compare).
+
+Load the champion as ``models:/dcgan-generator@champion`` (``mlflow.onnx.load_model`` or
+``mlflow.pyfunc.load_model``), or serve it with ``mlflow models serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dcgan.errors import DcganError
+from dcgan.pipeline.tracking import MODEL_URI_TAG, Tracker, store_lock, tracking_uri
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dcgan-generator"
+CHAMPION = "champion"
+# A version's FCD compares with another's only if both used the same data and classifier.
+SAME_INSTRUMENT = ("data_sha256", "classifier_sha256")
+VERSION_METRICS = (
+    "fcd",
+    "fcd_real_floor",
+    "mnist_score",
+    "mnist_score_real",
+    "min_class_share",
+    "max_class_share",
+    "confidence",
+    "memorisation_ratio",
+    "onnx_max_abs_diff",
+)
+
+
+def register(
+    tracker: Tracker, name: str, metrics: Mapping[str, Any], tags: Mapping[str, str]
+) -> str | None:
+    """Register the ONNX generator that export logged into ``tracker``'s run as a new version
+    of ``name``, tagged with its quality ``metrics`` and ``tags``; returns the version."""
+    import mlflow
+
+    model_uri = tracker.client.get_run(tracker.run_id).data.tags.get(MODEL_URI_TAG)
+    if not model_uri:
+        log.warning("run %s holds no logged generator; not registering it", tracker.run_id)
+        return None
+    version_tags = {**{k: repr(float(metrics[k])) for k in VERSION_METRICS}, **tags}
+    mlflow.set_tracking_uri(tracker.uri)
+    mlflow.set_registry_uri(tracker.uri)
+    with store_lock(tracker.uri):  # parallel experiments may create the model at once
+        version = mlflow.register_model(model_uri, name, tags=version_tags)
+    log.info("registered %s as version %s of %r", model_uri, version.version, name)
+    return str(version.version)
+
+
+@dataclass
+class Promotion:
+    name: str
+    alias: str
+    version: str
+    previous: str | None
+    fcd: float
+    compared: int
+    skipped: int
+    instrument: dict[str, str]
+
+    def __str__(self) -> str:
+        what = (
+            f"{self.alias} stays at version {self.version}"
+            if self.previous == self.version
+            else f"{self.alias}: version {self.previous or '(none)'} -> version {self.version}"
+        )
+        data = self.instrument.get("data_source", "?")
+        return (
+            f"{what} of {self.name}: lowest FCD ({self.fcd:.3f}) of {self.compared} "
+            f"version(s) evaluated on {data} data (sha256 "
+            f"{self.instrument['data_sha256'][:12]}) with classifier "
+            f"{self.instrument['classifier_sha256'][:12]}"
+            + (
+                f"; {self.skipped} on other data or classifiers not compared"
+                if self.skipped
+                else ""
+            )
+        )
+
+
+def promote(name: str = DEFAULT_MODEL, alias: str = CHAMPION, uri: str | None = None) -> Promotion:
+    """Point ``alias`` at the version with the lowest FCD among the versions that share the
+    newest version's data and classifier (the newest wins a tie)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = uri or tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = [v for v in client.search_model_versions(f"name = '{name}'") if "fcd" in v.tags]
+    if not versions:
+        raise DcganError(
+            f"no evaluated version of registered model {name!r} at {uri}; run `dvc repro` "
+            "(evaluate registers every generator) or set MLFLOW_TRACKING_URI"
+        )
+    newest = max(versions, key=lambda v: int(v.version))
+    key = tuple(newest.tags.get(k) for k in SAME_INSTRUMENT)
+    peers = [v for v in versions if tuple(v.tags.get(k) for k in SAME_INSTRUMENT) == key]
+    best = min(peers, key=lambda v: (float(v.tags["fcd"]), -int(v.version)))
+    try:
+        previous = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        previous = None
+    client.set_registered_model_alias(name, alias, best.version)
+    return Promotion(
+        name=name,
+        alias=alias,
+        version=str(best.version),
+        previous=previous,
+        fcd=float(best.tags["fcd"]),
+        compared=len(peers),
+        skipped=len(versions) - len(peers),
+        instrument={k: best.tags.get(k, "") for k in (*SAME_INSTRUMENT, "data_source")},
+    )

@@ -1,0 +1,238 @@
+"""MLflow as its users know it: source tags, the data set, readable run names, a registered
+model with a `champion`, served over HTTP offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dcgan.config import load_all
+from dcgan.contract import draw_noise
+
+from .conftest import ROOT, free_port
+
+pytestmark = pytest.mark.slow  # each test runs the stages on tiny data
+
+MODEL = "dcgan-generator"
+
+
+def pipeline(root, seed: int, store: str, monkeypatch, exp_name: str | None = None) -> dict:
+    """prepare (once), train, classifier (once), export and evaluate on tiny data."""
+    from dcgan.pipeline import classifier, evaluate, export, prepare, train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    if exp_name:
+        monkeypatch.setenv("DVC_EXP_NAME", exp_name)
+    else:
+        monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    cfg = load_all(ROOT / "params.yaml")
+    data, work = root / "data", root / f"seed{seed}"
+    if not data.exists():
+        prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), data)
+        classifier.run(
+            dataclasses.replace(cfg["classifier"], epochs=1),
+            data,
+            root / "classifier.keras",
+            root / "classifier.json",
+        )
+    small = dataclasses.replace(
+        cfg["train"], iterations=2, batch_size=8, sample_interval=1, seed=seed
+    )
+    train.run(small, data, work / "models", work / "reports", progress=False)
+    (work / "models/mnist_classifier.keras").write_bytes((root / "classifier.keras").read_bytes())
+    export.run(cfg["export"], work / "models", work / "models/generator.onnx")
+    return evaluate.run(
+        dataclasses.replace(cfg["evaluate"], num_samples=300),
+        work / "models/generator.onnx",
+        work / "models",
+        data,
+        work / "reports",
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two trainings with different seeds into one store (the second as a DVC experiment)."""
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        metrics = [
+            pipeline(root, 0, uri, monkeypatch),
+            pipeline(root, 1, uri, monkeypatch, exp_name="seed-one"),
+        ]
+    finally:
+        monkeypatch.undo()
+    return root, uri, metrics
+
+
+def client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_runs_carry_source_tags_data_set_and_names(store):
+    root, uri, _ = store
+    c = client(uri)
+    experiment = c.get_experiment_by_name("dcgan")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = c.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.run_name for r in runs] == ["sample-2it-seed0", "seed-one"]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    meta = json.loads((root / "data/meta.json").read_text())
+    for run in runs:
+        tags = run.data.tags
+        assert tags["mlflow.source.type"] == "LOCAL"
+        assert tags["mlflow.source.name"] == "stages/train.py"
+        assert tags["mlflow.source.git.commit"] == head
+        (dataset_input,) = run.inputs.dataset_inputs
+        dataset = dataset_input.dataset
+        assert dataset.name == "sample" and dataset.digest == meta["sha256"][:36]
+        assert json.loads(dataset.profile)["sha256"] == meta["sha256"]
+        assert json.loads(dataset.source)["uri"] == (root / "data").resolve().as_uri()
+        assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+    assert runs[1].data.tags["dvc_exp_name"] == "seed-one"
+
+
+def test_every_evaluated_generator_is_a_version_with_its_metrics(store):
+    root, uri, metrics = store
+    versions = sorted(
+        client(uri).search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version)
+    )
+    assert [str(v.version) for v in versions] == ["1", "2"]
+    for version, m, seed in zip(versions, metrics, (0, 1), strict=True):
+        assert float(version.tags["fcd"]) == pytest.approx(m["fcd"])
+        assert version.tags["data_source"] == "sample"
+        onnx_file = root / f"seed{seed}/models/generator.onnx"
+        from dcgan.files import sha256_file
+
+        assert version.tags["onnx_sha256"] == sha256_file(onnx_file)
+        assert version.tags["classifier_sha256"] == sha256_file(root / "classifier.keras")
+
+
+def test_promote_picks_the_lowest_fcd_among_comparable_versions(store, capsys):
+    from dcgan.cli import main
+
+    _, uri, _ = store
+    c = client(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the autouse fixture restores it
+    c.set_model_version_tag(MODEL, "1", "fcd", "12.5")
+    c.set_model_version_tag(MODEL, "2", "fcd", "30.0")
+    assert main(["promote"]) == 0
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    said = capsys.readouterr().out
+    assert "champion: version (none) -> version 1" in said and "lowest FCD (12.500) of 2" in said
+
+    c.set_model_version_tag(MODEL, "2", "fcd", "3.0")
+    assert main(["promote"]) == 0
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert "champion: version 1 -> version 2" in capsys.readouterr().out
+
+    # Measured with another classifier: not comparable, so a lower FCD does not win.
+    c.set_model_version_tag(MODEL, "1", "classifier_sha256", "0" * 64)
+    c.set_model_version_tag(MODEL, "1", "fcd", "0.1")
+    assert main(["promote"]) == 0
+    out = capsys.readouterr().out
+    assert "champion stays at version 2" in out and "1 on other data or classifiers" in out
+    c.set_model_version_tag(
+        MODEL, "1", "classifier_sha256", c.get_model_version(MODEL, "2").tags["classifier_sha256"]
+    )
+    c.set_model_version_tag(MODEL, "1", "fcd", "12.5")
+
+
+def test_promote_without_versions_is_one_line(tmp_path, capsys):
+    from dcgan.cli import main
+
+    assert main(["promote", "--name", "nothing-here"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert (
+        len(errors) == 1 and "no evaluated version of registered model 'nothing-here'" in errors[0]
+    )
+
+
+def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
+    import mlflow
+    import onnxruntime as ort
+
+    root, uri, _ = store
+    c = client(uri)
+    c.set_registered_model_alias(MODEL, "champion", "2")
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.onnx.load_model(f"models:/{MODEL}@champion")
+    assert model.graph.input[0].name == "z"
+    z = draw_noise(3, 100, seed=7)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (expected,) = session.run(["image"], {"z": z})
+    # The champion (version 2) computes what the second training's generator.onnx computes.
+    local = ort.InferenceSession(
+        str(root / "seed1/models/generator.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert np.array_equal(local.run(["image"], {"z": z})[0], expected)
+    assert {p.key: p.value for p in model.metadata_props}["params"] == (
+        local.get_modelmeta().custom_metadata_map["params"]
+    )
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    assert np.abs(pyfunc.predict(z)["image"] - expected).max() <= 1e-5
+
+    port = free_port()
+    # `mlflow models serve` starts `uvicorn` from PATH: the environment's bin/ must be on it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(
+                        "mlflow models serve did not start:\n"
+                        + (tmp_path / "serve.log").read_text()[-3000:]
+                    )
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": z.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            images = np.asarray(json.loads(reply.read())["predictions"]["image"], np.float32)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert images.shape == (3, 28, 28, 1)
+    assert np.abs(images - expected).max() <= 1e-5
