@@ -49,8 +49,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from dcgan.precision import onednn_isa
+
     return {
         "cpu": cpu,
+        "onednn_isa": onednn_isa(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -119,6 +122,7 @@ def step_flops(gan) -> float:
 def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any]:
     import keras
 
+    from dcgan import precision
     from dcgan.config import TrainConfig
     from dcgan.data import load_sample, normalise
     from dcgan.training import GAN
@@ -174,6 +178,9 @@ def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any
         "ours_gflop_per_s": flops / 1e9 / ours,
         "matmul_float32_gflop_per_s": peak,
         "matmul_bfloat16_gflop_per_s": peak_bf16,
+        "ours_mixed_bfloat16_gflop_per_s": flops / 1e9 / ours_bf16,
+        "bfloat16_speedup_vs_float32": ours / ours_bf16,
+        "auto_precision": precision.resolve("auto")[0],
         # the step's FLOPs at matmul speed: no float32 step on this machine can beat this
         "float32_ceiling_speedup_vs_book": book / (flops / 1e9 / peak),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -266,6 +273,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"TF {report['machine']['tensorflow']}, ORT {report['machine']['onnxruntime']}",
+        f"oneDNN ISA: {report['machine'].get('onednn_isa')}",
         "",
         "training (batch 128)          s/iteration   images/s",
         *(
@@ -287,6 +295,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"  2048^2 matmul: {t['matmul_float32_gflop_per_s']:.0f} GFLOP/s float32, "
         f"{t['matmul_bfloat16_gflop_per_s']:.0f} bfloat16; at float32 matmul speed the step "
         f"would be {t['float32_ceiling_speedup_vs_book']:.2f}x the book loop",
+        f"  float32 step {t['ours_gflop_per_s']:.0f} GFLOP/s = "
+        f"{100 * t['ours_gflop_per_s'] / t['matmul_float32_gflop_per_s']:.0f} % of its matmul; "
+        f"bfloat16 step {t['ours_mixed_bfloat16_gflop_per_s']:.0f} GFLOP/s = "
+        f"{100 * t['ours_mixed_bfloat16_gflop_per_s'] / t['matmul_bfloat16_gflop_per_s']:.0f} "
+        f"% of its matmul; bfloat16/float32 {t['bfloat16_speedup_vs_float32']:.2f}x "
+        f"(train.precision: auto -> {t['auto_precision']})",
         "",
         "inference      onnxruntime ms   (tf2onnx graph)   tensorflow ms   ORT/TF speed-up",
     ]

@@ -21,7 +21,7 @@ import yaml
 from dcgan.errors import DcganError
 
 PARAMS_FILE = "params.yaml"
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")  # auto: see dcgan/precision.py
 STRATEGIES = ("default", "mirrored")
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
 SEED_RANGE = (0, 2**32 - 1)
@@ -61,7 +61,7 @@ class TrainConfig:
     beta_2: float  # Adam beta_2 of both optimizers (Keras default 0.999)
     leaky_slope: float  # negative slope of every LeakyReLU (the book's alpha=0.01)
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
-    precision: str  # float32 (the book) | mixed_bfloat16 (faster on CPUs with AVX512-BF16/AMX)
+    precision: str  # float32 (the book) | mixed_bfloat16 | auto (bfloat16 where oneDNN has AMX)
     strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
     devices: str  # mirrored only: e.g. "GPU:0,GPU:1"; empty = every visible GPU
     experiment: str  # MLflow experiment name

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dcgan import precision
 from dcgan.config import TrainConfig
 from dcgan.contract import IMAGE_SHAPE, draw_noise
 from dcgan.errors import DcganError
@@ -86,6 +87,8 @@ class GAN:
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
         self.cfg = cfg
+        # "auto" becomes float32 or mixed_bfloat16 here, by what oneDNN reports of the CPU.
+        self.precision, self.precision_reason = precision.resolve(cfg.precision)
         seed_everything(cfg.seed)
         self.strategy = make_strategy(cfg.strategy, cfg.devices)
         self.replicas = self.strategy.num_replicas_in_sync
@@ -97,7 +100,7 @@ class GAN:
             )
         with self.strategy.scope():
             self.generator, self.discriminator = build_models(
-                cfg.z_dim, cfg.leaky_slope, cfg.precision, synchronized_bn=self.replicas > 1
+                cfg.z_dim, cfg.leaky_slope, self.precision, synchronized_bn=self.replicas > 1
             )
             self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
             self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)

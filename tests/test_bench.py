@@ -48,6 +48,9 @@ def test_format_table_lists_every_batch():
             "ours_gflop_per_s": 350.0,
             "matmul_float32_gflop_per_s": 400.0,
             "matmul_bfloat16_gflop_per_s": 1600.0,
+            "ours_mixed_bfloat16_gflop_per_s": 700.0,
+            "bfloat16_speedup_vs_float32": 2.0,
+            "auto_precision": "mixed_bfloat16",
             "float32_ceiling_speedup_vs_book": 3.4,
             "peak_rss_mb": 900.0,
             "book_loop_trains_d": True,
@@ -57,6 +60,7 @@ def test_format_table_lists_every_batch():
     }
     table = format_table(report)
     assert "3.00x" in table and "batch  1024" in table and "TensorFlow imported: False" in table
+    assert "bfloat16 step 700 GFLOP/s = 44 % of its matmul; bfloat16/float32 2.00x" in table
 
 
 @pytest.mark.slow  # the whole training benchmark, at a tiny size
@@ -67,6 +71,8 @@ def test_bench_training_runs_and_reports(monkeypatch):
     assert report["book_loop_trains_d"] is True
     assert report["trace_count"] == 1
     assert report["gflop_per_iteration"] > 0
+    assert report["bfloat16_speedup_vs_float32"] > 0
+    assert report["auto_precision"] in ("float32", "mixed_bfloat16")
     for key in (
         "ours_s_per_iteration",
         "ours_mixed_bfloat16_s_per_iteration",

@@ -35,6 +35,7 @@ def run(
         cfg.opset,
         {
             "params": json.dumps(params, sort_keys=True),
+            "trained_precision": training.get("precision", "float32"),
             "data_sha256": training["data"].get("sha256") or "",
         },
         optimize=cfg.optimize,

@@ -62,11 +62,14 @@ def run(
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
-    identity = _fingerprint(params, data)
     check_tracking_store()
 
     _clear(samples_dir)
     gan = GAN(cfg, data.x_train)
+    log.info("training in %s (%s)", gan.precision, gan.precision_reason)
+    # A checkpoint made in one precision must not resume in another (auto may resolve
+    # differently on another machine).
+    identity = _fingerprint({**params, "train.precision_resolved": gan.precision}, data)
     resumed = (
         checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
         if checkpoint_dir is not None
@@ -74,6 +77,7 @@ def run(
     )
     history = History(list(resumed.history) if resumed else [])
     tracker, logged = _open_run(cfg, params, data, Path(data_dir), resumed, history)
+    tracker.set_tags({"precision": gan.precision})
     try:
         callbacks: list[Callback] = [
             SaveGrid(samples_dir),
@@ -246,6 +250,7 @@ def _save_outputs(
         models_dir / "training.json",
         {
             "params": params,
+            "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
             "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
         },
     )
