@@ -9,8 +9,9 @@ Why AMX and not any bfloat16: on an Intel Xeon whose oneDNN reports AMX, the bfl
 ran 1.6x the float32 one (README, Performance); on one that reports "AVX-512 with float16,
 Intel DL Boost and bfloat16 support" but no AMX, it ran at 0.60x, and a 2048^2 bfloat16
 matmul at about half the float32 speed (0.49x-0.54x in two runs; AVX512-BF16's dot product
-has no more throughput than float32 FMAs there). An AMD EPYC with AVX512-BF16 was reported at 1.4x; auto gives it float32 (set
-``mixed_bfloat16`` there by hand), because the ISA line cannot tell the two apart.
+has no more throughput than float32 FMAs there). An AMD EPYC with AVX512-BF16 was reported
+at 1.4x; auto gives it float32 (set ``mixed_bfloat16`` there by hand), because the ISA line
+cannot tell the two apart.
 """
 
 from __future__ import annotations

@@ -127,3 +127,39 @@ def test_grids_show_the_fixed_noise_batch_at_every_interval(tiny_train_cfg, tiny
 def test_bad_images_are_refused(tiny_train_cfg):
     with pytest.raises(ValueError, match=r"\(N, 28, 28, 1\)"):
         GAN(tiny_train_cfg, np.zeros((4, 28, 28), np.float32))
+
+
+TWO_RUNS = """
+import dataclasses, sys
+import numpy as np
+from dcgan.config import load_all
+from dcgan.training import GAN, train_loop
+
+x = np.random.default_rng(0).uniform(-1, 1, (60000, 28, 28, 1)).astype(np.float32)
+cfg = dataclasses.replace(load_all(sys.argv[1])["train"], iterations=20, sample_interval=20)
+runs = []
+for _ in range(2):
+    gan = GAN(cfg, x)
+    train_loop(gan, progress=False)
+    runs.append([w.numpy() for w in gan.generator.weights + gan.discriminator.weights])
+print("identical" if all(np.array_equal(a, b) for a, b in zip(*runs)) else "different")
+"""
+
+
+@pytest.mark.slow  # a fresh TensorFlow process, 60 000 images
+def test_identical_trainings_on_a_full_sized_data_set_are_bit_identical():
+    """With several ops running at once, two identical trainings on 60 000 images drifted
+    apart after a few iterations (the tiny-data tests above never showed it)."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_RUNS, str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "identical"
