@@ -8,7 +8,6 @@ with ``padding='same'`` and stride 2 turns 7x7x64 into 4x4x128 (the book's comme
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import zipfile
@@ -22,8 +21,6 @@ from keras import layers
 from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
 from dcgan.errors import DcganError
 from dcgan.files import write_zip
-
-log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
