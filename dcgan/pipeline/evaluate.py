@@ -63,7 +63,10 @@ def run(
     grid = save_grid(onnx_images[:64], reports_dir / "onnx_samples.png", cols=8)
     by_class = save_by_class(onnx_images, probs, reports_dir / "samples_by_class.png")
 
-    tracker = _training_run(session, onnx_path)
+    # What the ONNX file says of itself, and its hash: they find its run and tag its version.
+    meta = session.get_modelmeta().custom_metadata_map
+    onnx_params, onnx_sha256 = json.loads(meta.get("params", "{}")), sha256_file(onnx_path)
+    tracker = _training_run(onnx_params, onnx_sha256, onnx_path)
     if tracker is not None:
         tracker.log_params(flat_params("evaluate", cfg))
         tracker.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -71,16 +74,15 @@ def run(
         tracker.log_artifact(grid)
         tracker.log_artifact(by_class)
         if metrics["onnx_within_tolerance"]:
-            meta = session.get_modelmeta().custom_metadata_map
             registry.register(
                 tracker,
                 cfg.registered_model,
                 metrics,
                 {
-                    "data_source": json.loads(meta.get("params", "{}")).get("prepare.source", ""),
+                    "data_source": onnx_params.get("prepare.source", ""),
                     "data_sha256": meta.get("data_sha256", ""),
                     "classifier_sha256": sha256_file(models_dir / "mnist_classifier.keras"),
-                    "onnx_sha256": sha256_file(onnx_path),
+                    "onnx_sha256": onnx_sha256,
                 },
             )
     log.info("evaluate: %s", json.dumps(metrics))
@@ -93,11 +95,10 @@ def run(
     return metrics
 
 
-def _training_run(session, onnx_path: Path) -> Tracker | None:
-    """The newest run of the file's experiment (from its metadata) tagged with its SHA-256."""
-    meta = session.get_modelmeta().custom_metadata_map
-    experiment = json.loads(meta.get("params", "{}")).get("train.experiment")
+def _training_run(params: dict[str, Any], sha256: str, onnx_path: Path) -> Tracker | None:
+    """The newest run of the file's experiment (from its params) tagged with its SHA-256."""
+    experiment = params.get("train.experiment")
     if not experiment:
         log.warning("%s names no MLflow experiment; not logging to MLflow", onnx_path)
         return None
-    return Tracker.for_artifact(experiment, ONNX_TAG, sha256_file(onnx_path), what="ONNX file")
+    return Tracker.for_artifact(experiment, ONNX_TAG, sha256, what="ONNX file")
