@@ -185,19 +185,36 @@ def mlflow_server(folder: Path, backend_uri: str) -> Iterator[str]:
         cwd=folder,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    log.flush()
-                    tail = (folder / "mlflow-server.log").read_text()[-3000:]
-                    pytest.fail(f"mlflow server did not start:\n{tail}")
-                time.sleep(0.5)
+        log_path = folder / "mlflow-server.log"
+        wait_until_serving(f"{uri}/health", proc, log_path, "mlflow server", timeout=120)
         yield uri
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def wait_until_serving(
+    url: str, proc: subprocess.Popen, log: Path, what: str, timeout: float
+) -> None:
+    """Poll ``url`` until it answers; fail the test with the tail of ``log`` if ``proc``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"{what} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def run_python(code: str, *args: str, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh Python process (so a fresh TensorFlow) and return its stdout,
+    after checking it exited 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

