@@ -74,6 +74,7 @@ def bench_command(args: argparse.Namespace) -> None:
 
 
 def runs_command(args: argparse.Namespace) -> None:
+    from dcgan import environment
     from dcgan.pipeline.tracking import runs_for_file, tracking_uri
 
     if not args.file.is_file():
@@ -84,11 +85,20 @@ def runs_command(args: argparse.Namespace) -> None:
             f"no MLflow run at {tracking_uri()} produced {args.file}; set MLFLOW_TRACKING_URI "
             "to the store it was trained with"
         )
+    if args.file.suffix == ".onnx":
+        from dcgan.sampling import load_session
+
+        try:
+            meta = load_session(args.file).get_modelmeta().custom_metadata_map
+        except DcganError:  # the runs are found by the bytes alone; the metadata is a bonus
+            meta = {}
+        print(f"{args.file}: exported in {environment.summary(environment.from_tags(meta))}")
     for run in runs:
         print(
             f"{run.info.run_id}  {run.info.run_name}  {run.info.status}  "
             f"experiment {run.info.experiment_id}  runs:/{run.info.run_id}/generator"
         )
+        print(f"  trained in {environment.summary(environment.from_tags(run.data.tags))}")
 
 
 def promote_command(args: argparse.Namespace) -> None:

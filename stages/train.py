@@ -20,13 +20,21 @@ def main() -> None:
         default="checkpoints/train",
         help="checkpoint folder; an unfinished run with the same params resumes",
     )
+    parser.add_argument("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
     cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
     check_tracking_store()  # and on an unreachable or read-only MLflow store
 
     from dcgan.pipeline import train  # imports TensorFlow; seeds everything from cfg.seed
 
-    train.run(cfg, args.data, args.models, args.reports, checkpoint_dir=args.checkpoints)
+    train.run(
+        cfg,
+        args.data,
+        args.models,
+        args.reports,
+        checkpoint_dir=args.checkpoints,
+        lock=args.lock,
+    )
 
 
 if __name__ == "__main__":

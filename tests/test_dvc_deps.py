@@ -51,3 +51,10 @@ def test_stage_deps_list_its_modules(stage):
 def test_stage_params_list_its_block(stage):
     expected = {f"{stage}.{f.name}" for f in dataclasses.fields(STAGES[stage])}
     assert set(PIPELINE[stage]["params"]) == expected
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_every_stage_depends_on_the_lock(stage):
+    # A dependency upgrade (uv.lock) reruns every stage, so dvc.lock names the lock behind
+    # each output.
+    assert "uv.lock" in PIPELINE[stage]["deps"]

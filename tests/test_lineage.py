@@ -24,8 +24,11 @@ def test_runs_for_file_and_the_cli(tmp_path, capsys):
 
     assert main(["runs", str(onnx_file)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == found
-    assert f"runs:/{first.run_id}/generator" in lines[1]
+    # The file's environment (none: these bytes are no ONNX model), then each run and its own.
+    assert lines[0] == f"{onnx_file}: exported in not recorded"
+    assert [line.split()[0] for line in lines[1::2]] == found
+    assert f"runs:/{first.run_id}/generator" in lines[3]
+    assert lines[2::2] == ["  trained in not recorded"] * 2
 
 
 def test_a_file_no_run_produced(tmp_path, capsys):

@@ -111,6 +111,42 @@ def test_mlflow_store_holds_the_run(repo):
     assert (repo / "mlruns").is_dir()
 
 
+def test_the_environment_is_on_the_record(repo):
+    """training.json, the MLflow run, the ONNX file and `dcgan runs` name the lock's SHA-256
+    and the key packages' versions; dvc.lock names the lock behind every stage."""
+    repo, env = repo
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    from dcgan import environment
+
+    lock = repo / "uv.lock"
+    expected = environment.describe(lock)
+    assert expected["uv_lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    training = json.loads((repo / "models/training.json").read_text())
+    assert training["environment"] == expected
+    model = onnx.load(str(repo / "models/generator.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert environment.from_tags(meta) == expected
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    (found,) = runs_for_file(repo / "models/generator.onnx", f"sqlite:///{repo / 'mlflow.db'}")
+    tags = client.get_run(found.info.run_id).data.tags
+    assert environment.from_tags(tags) == expected
+    locked = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    lock_md5 = hashlib.md5(lock.read_bytes()).hexdigest()
+    for stage in ("prepare", "train", "classifier", "export", "evaluate"):
+        deps = {d["path"]: d["md5"] for d in locked[stage]["deps"]}
+        assert deps["uv.lock"] == lock_md5, stage
+    shown = run(
+        ["dcgan", "runs", "models/generator.onnx"],
+        repo,
+        {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"},
+    )
+    summary = environment.summary(expected)
+    assert f"models/generator.onnx: exported in {summary}" in shown
+    assert f"  trained in {summary}" in shown
+
+
 def outputs(repo: Path) -> dict[str, str]:
     """SHA-256 of dvc.lock and of every file of every output dvc.yaml declares."""
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import onnx
 
+from dcgan import environment
 from dcgan.config import ExportConfig, flat_params
 from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.errors import DcganError
@@ -23,11 +24,23 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    cfg: ExportConfig, models_dir: str | os.PathLike[str], onnx_path: str | os.PathLike[str]
+    cfg: ExportConfig,
+    models_dir: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str],
+    lock: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Convert, write the file whole, then log the model into the training's MLflow run."""
+    """Convert, write the file whole, then log the model into the training's MLflow run.
+    The file's metadata carries ``env.*``: ``lock``'s SHA-256 and the key packages' versions."""
     models_dir, onnx_path = Path(models_dir), Path(onnx_path)
     training = read_training(models_dir)
+    env = environment.describe(lock)
+    trained_in = training.get("environment", {})
+    if trained_in and trained_in != env:
+        log.warning(
+            "exporting in another environment than training's (%s; trained with %s)",
+            environment.summary(env),
+            environment.summary(trained_in),
+        )
     generator = load_model(models_dir / "generator.keras")
     params = {**training["params"], **flat_params("export", cfg)}
     model = generator_to_onnx(
@@ -37,6 +50,7 @@ def run(
             "params": json.dumps(params, sort_keys=True),
             "trained_precision": training.get("precision", "float32"),
             "data_sha256": training["data"].get("sha256") or "",
+            **environment.as_tags(env),
         },
         optimize=cfg.optimize,
     )

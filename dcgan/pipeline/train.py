@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import checkpoint, memory
+from dcgan import checkpoint, environment, memory
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import sha256_file, write_json
@@ -50,18 +50,23 @@ def run(
     reports_dir: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    lock: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Train, write models/ and reports/, record the run in MLflow; returns the final losses.
 
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
-    iterations and one of an unfinished run with the same params and data is resumed (same
-    MLflow run, identical final weights).
+    iterations and one of an unfinished run with the same params, data and environment is
+    resumed (same MLflow run, identical final weights). ``lock`` is the uv.lock that installed
+    this environment: its SHA-256 and the key packages' versions go into training.json and
+    the MLflow run.
     """
     models_dir, reports_dir = Path(models_dir), Path(reports_dir)
     samples_dir = reports_dir / "samples"
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
+    env = environment.describe(lock)
+    _warn_on_drift(lock)
     check_tracking_store()
 
     _clear(samples_dir)
@@ -69,14 +74,16 @@ def run(
     log.info("training in %s (%s)", gan.precision, gan.precision_reason)
     # A checkpoint made in one precision must not resume in another (auto may resolve
     # differently on another machine).
-    identity = _fingerprint({**params, "train.precision_resolved": gan.precision}, data)
+    identity = _fingerprint(
+        {**params, "train.precision_resolved": gan.precision, **environment.as_tags(env)}, data
+    )
     resumed = (
         checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
         if checkpoint_dir is not None
         else None
     )
     history = History(list(resumed.history) if resumed else [])
-    tracker, logged = _open_run(cfg, params, data, Path(data_dir), resumed, history)
+    tracker, logged = _open_run(cfg, params, env, data, Path(data_dir), resumed, history)
     tracker.set_tags({"precision": gan.precision})
     try:
         callbacks: list[Callback] = [
@@ -97,7 +104,7 @@ def run(
         )
         seconds = time.perf_counter() - start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
-        final = _save_outputs(gan, history, params, data, models_dir, reports_dir)
+        final = _save_outputs(gan, history, params, env, data, models_dir, reports_dir)
         if checkpoint_dir is not None:
             checkpoint.discard(checkpoint_dir)
         _close_run(tracker, models_dir, reports_dir, seconds / max(done, 1))
@@ -129,6 +136,20 @@ def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
     )
 
 
+def _warn_on_drift(lock: str | os.PathLike[str] | None) -> None:
+    """The record shows the installed versions either way; say when they are not the lock's."""
+    if lock is None:
+        return
+    for name, (installed, locked) in environment.drift(lock).items():
+        log.warning(
+            "%s %s is installed but %s pins %s; ./run installs exactly the lock",
+            name,
+            installed,
+            lock,
+            locked,
+        )
+
+
 def _clear(samples_dir: Path) -> None:
     samples_dir.mkdir(parents=True, exist_ok=True)
     for stale in samples_dir.glob("*.png"):
@@ -138,14 +159,15 @@ def _clear(samples_dir: Path) -> None:
 def _open_run(
     cfg: TrainConfig,
     params: dict[str, Any],
+    env: dict[str, str],
     data: Prepared,
     data_dir: Path,
     resumed: checkpoint.Resumed | None,
     history: History,
 ) -> tuple[Tracker, set[int]]:
-    """Continue the resumed run's MLflow run, or start one with its params, source tags and
-    data set; log the history rows that the checkpoint holds but the run does not (a crash
-    between the two). Returns the tracker and the iterations already logged."""
+    """Continue the resumed run's MLflow run, or start one with its params, source and
+    environment tags and data set; log the history rows that the checkpoint holds but the
+    run does not (a crash between the two). Returns the tracker and the iterations logged."""
     tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
     if tracker is None:
         meta = data.meta
@@ -153,7 +175,11 @@ def _open_run(
         tracker = Tracker.start(
             cfg.experiment,
             run_name=run_name(f"{source}-{cfg.iterations}it-seed{cfg.seed}"),
-            tags={**run_tags(ENTRY_POINT, source), "data_sha256": meta.get("sha256", "")},
+            tags={
+                **run_tags(ENTRY_POINT, source),
+                **environment.as_tags(env),
+                "data_sha256": meta.get("sha256", ""),
+            },
         )
         tracker.log_params(params)
         tracker.log_dataset(
@@ -228,6 +254,7 @@ def _save_outputs(
     gan: GAN,
     history: History,
     params: dict[str, Any],
+    env: dict[str, str],
     data: Prepared,
     models_dir: Path,
     reports_dir: Path,
@@ -252,6 +279,7 @@ def _save_outputs(
             "params": params,
             "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
             "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
+            "environment": env,  # the lock's SHA-256 and the key packages' versions
         },
     )
     return final

@@ -1,0 +1,130 @@
+"""One environment of record: ./run installs exactly uv.lock, only on the Pythons the lock
+supports, and the lock stays in step with pyproject.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from dcgan import environment
+
+from .conftest import ROOT
+
+LOCK = ROOT / "uv.lock"
+
+
+def test_every_installed_package_the_lock_names_is_at_the_locks_version():
+    locked = environment.locked_versions(LOCK)
+    installed = {
+        dist.metadata["Name"].lower().replace("_", "-"): dist.version
+        for dist in metadata.distributions()
+    }
+    differ = {
+        name: (version, locked[name])
+        for name, version in installed.items()
+        if name in locked and name != "dcgan" and version != locked[name]
+    }
+    assert differ == {}, f"installed (left) is not uv.lock's (right): {differ}; run ./run test"
+    # The packages that decide what a model computes are all locked and installed.
+    assert environment.drift(LOCK) == {}
+    assert set(environment.KEY_PACKAGES) <= set(installed)
+
+
+def test_describe_names_the_lock_and_the_versions(tmp_path):
+    env = environment.describe(LOCK)
+    assert env["uv_lock_sha256"] == hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["tensorflow"] == metadata.version("tensorflow")
+    assert list(env)[2:] == list(environment.KEY_PACKAGES)
+    other = tmp_path / "uv.lock"
+    other.write_bytes(LOCK.read_bytes() + b"\n")
+    assert environment.describe(other)["uv_lock_sha256"] != env["uv_lock_sha256"]
+    assert environment.describe(None)["uv_lock_sha256"] == "none"
+    tags = environment.as_tags(env)
+    assert tags["env.keras"] == env["keras"]
+    assert environment.from_tags({**tags, "data_source": "mnist"}) == env
+    line = environment.summary(env)
+    assert line.startswith(f"uv.lock {env['uv_lock_sha256'][:12]}, python ")
+    assert f"tensorflow {env['tensorflow']}" in line
+    shuffled = dict(sorted(env.items(), reverse=True))  # as an unordered record returns it
+    assert environment.summary(shuffled) == line
+
+
+def test_drift_names_a_package_the_lock_pins_otherwise(tmp_path):
+    text = LOCK.read_text()
+    version = environment.locked_versions(LOCK)["onnx"]
+    marker = f'name = "onnx"\nversion = "{version}"'
+    assert marker in text
+    edited = tmp_path / "uv.lock"
+    edited.write_text(text.replace(marker, 'name = "onnx"\nversion = "0.0.1"'))
+    assert environment.drift(edited) == {"onnx": (metadata.version("onnx"), "0.0.1")}
+
+
+def test_the_lock_check_fails_when_pyproject_moves(tmp_path):
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed here (./run installs the one uv.lock pins)")
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    check = [uv, "lock", "--check", "--offline"]
+    ok = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"tqdm>=4.66,<5"', '"tqdm>=4.67,<5"'))
+    moved = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert moved.returncode != 0 and "needs to be updated" in moved.stderr
+
+
+def _fake_python(folder: Path, version: str) -> Path:
+    """An interpreter that answers version checks as Python ``version`` would."""
+    major, minor = version.split(".")[:2]
+    fake = folder / f"python{version}"
+    real = sys.executable
+    # Runs the real interpreter with sys.version_info replaced, so `-c` checks see `version`.
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'exec {real} -c "import sys; sys.version_info = ({major}, {minor}, 0); '
+        'exec(sys.argv[1])" "$2"\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake
+
+
+@pytest.mark.parametrize("version", ["3.10", "3.14"])
+def test_run_refuses_an_unsupported_python_in_one_line(tmp_path, version):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("run", "uv.lock", "pyproject.toml"):
+        shutil.copy2(ROOT / name, checkout / name)
+    fake = _fake_python(tmp_path, version)
+    proc = subprocess.run(
+        [str(checkout / "run"), "test"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": str(fake)},
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: PYTHON="), proc.stderr
+    assert "3.11-3.13" in lines[0]
+    assert not (checkout / ".venv").exists()  # nothing half-made
+
+
+def test_requires_python_is_what_the_lock_supports():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    with open(LOCK, "rb") as f:
+        lock = tomllib.load(f)
+    assert project["requires-python"] == ">=3.11,<3.14"
+    assert lock["requires-python"] == ">=3.11, <3.14"
