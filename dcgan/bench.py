@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from dcgan.config import ExportConfig, TrainConfig
+from dcgan.errors import DcganError
+
 log = logging.getLogger(__name__)
 
 
@@ -113,37 +116,23 @@ def step_flops(gan) -> float:
     profiler on the traced graph (convolutions, matmuls and their gradients dominate)."""
     import tensorflow as tf
 
-    graph = gan._compiled_step.get_concrete_function().graph
+    graph = gan.step_graph()
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
     return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
 
 
-def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any]:
+def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
+    """Our step in float32 and mixed_bfloat16 against the book's loop, on ``train``'s model
+    and batch (params.yaml's train block), on one device."""
     import keras
 
     from dcgan import precision
-    from dcgan.config import TrainConfig
-    from dcgan.data import load_sample, normalise
+    from dcgan.data import normalise
+    from dcgan.sources import load_sample
     from dcgan.training import GAN
 
-    cfg = TrainConfig(
-        iterations=1,
-        batch_size=batch_size,
-        sample_interval=1,
-        checkpoint_interval=1,
-        z_dim=100,
-        g_learning_rate=1e-3,
-        d_learning_rate=1e-3,
-        beta_1=0.9,
-        beta_2=0.999,
-        leaky_slope=0.01,
-        seed=0,
-        precision="float32",
-        strategy="default",
-        devices="",
-        experiment="bench",
-    )
+    cfg = dataclasses.replace(train, precision="float32", strategy="default", devices="")
     images = normalise(load_sample(0.2, 0).x_train)
     gan = GAN(cfg, images)
     ours = _median_seconds(lambda: float(gan.train_step()["g_loss"]), iterations, warmup=3)
@@ -188,32 +177,47 @@ def bench_training(iterations: int = 30, batch_size: int = 128) -> dict[str, Any
     }
 
 
-def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, Any]:
+def bench_inference(
+    onnx_path: Path | None,
+    keras_path: Path | None,
+    train: TrainConfig,
+    export: ExportConfig,
+    batches=(1, 64, 1024),
+) -> dict[str, Any]:
     """The shipped ONNX file through onnxruntime, tf2onnx's unrewritten graph of the same
-    generator (what export.optimize=false gives), and the Keras generator as a tf.function."""
+    generator (what export.optimize=false gives), and the Keras generator as a tf.function.
+    Without an exported file, a fresh generator of ``train``'s shape is exported as
+    ``export`` says; the noise width is always the generator's own."""
     import onnx
     import tensorflow as tf
 
     from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
     from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator, load_model
+    from dcgan.models import build_generator, generator_z_dim
     from dcgan.sampling import load_session
+    from dcgan.saving import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None or not Path(onnx_path).is_file():
-            generator = build_generator(100)
-            onnx_path = Path(tmp) / "generator.onnx"
-            onnx.save(generator_to_onnx(generator, opset=17), str(onnx_path))
+            generator = build_generator(train.z_dim, train.leaky_slope)
+            onnx_path = Path(tmp) / "fresh.onnx"
+            onnx.save(generator_to_onnx(generator, export.opset), str(onnx_path))
+        elif keras_path is None or not Path(keras_path).is_file():
+            raise DcganError(
+                f"{onnx_path} needs the Keras generator it was exported from; pass --keras"
+            )
         else:
-            generator = load_model(Path(onnx_path).with_name("generator.keras"))
+            generator = load_model(keras_path, "train")
+        z_dim = generator_z_dim(generator)
         plain_path = Path(tmp) / "plain.onnx"
-        onnx.save(generator_to_onnx(generator, opset=17, optimize=False), str(plain_path))
+        plain_model = generator_to_onnx(generator, export.opset, optimize=False)
+        onnx.save(plain_model, str(plain_path))
         session, plain = load_session(onnx_path), load_session(plain_path)
         graph = session.get_modelmeta().custom_metadata_map.get("graph", "tf2onnx")
         call = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
         rows = []
         for batch in batches:
-            z = draw_noise(batch, 100, seed=batch)
+            z = draw_noise(batch, z_dim, seed=batch)
             tz = tf.constant(z)
             repeats = 200 if batch == 1 else (50 if batch == 64 else 10)
             feed = {INPUT_NAME: z}
@@ -231,7 +235,7 @@ def bench_inference(onnx_path: Path | None, batches=(1, 64, 1024)) -> dict[str, 
                     "ort_speedup_vs_tf": tf_s / ort_s,
                 }
             )
-    return {"model": str(onnx_path), "graph": graph, "rows": rows}
+    return {"model": str(onnx_path), "graph": graph, "z_dim": z_dim, "rows": rows}
 
 
 def bench_sample_cli(onnx_path: Path | None) -> dict[str, Any] | None:
@@ -254,12 +258,20 @@ def bench_sample_cli(onnx_path: Path | None) -> dict[str, Any] | None:
         return {"wall_s": statistics.median(walls), "tensorflow_imported": out[-1] == "True"}
 
 
-def run(out: Path, onnx_path: Path | None, iterations: int) -> dict[str, Any]:
+def run(
+    out: Path,
+    onnx_path: Path | None,
+    keras_path: Path | None,
+    train: TrainConfig,
+    export: ExportConfig,
+    iterations: int,
+) -> dict[str, Any]:
+    """Every benchmark, the table printed and the report written to ``out``."""
     report = {"machine": machine()}
     log.info("benchmarking training (%d iterations each)...", iterations)
-    report["training"] = bench_training(iterations)
+    report["training"] = bench_training(train, iterations)
     log.info("benchmarking inference...")
-    report["inference"] = bench_inference(onnx_path)
+    report["inference"] = bench_inference(onnx_path, keras_path, train, export)
     report["sample_cli"] = bench_sample_cli(onnx_path)
     from dcgan.files import write_json
 

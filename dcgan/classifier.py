@@ -18,7 +18,7 @@ from keras import layers
 
 from dcgan.config import ClassifierConfig
 from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES
-from dcgan.models import seed_everything
+from dcgan.determinism import seed_everything
 
 log = logging.getLogger(__name__)
 

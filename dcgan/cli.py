@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.config import PARAMS_FILE
 from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
 
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcgan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sample = sub.add_parser("sample", help="generate digits from an exported generator (ONNX)")
-    sample.add_argument("--model", default="models/generator.onnx", help="generator .onnx file")
+    sample.add_argument(
+        "--model", type=Path, help="generator .onnx file (default: dvc.yaml's generator artifact)"
+    )
     sample.add_argument("-n", "--num", type=_positive_int, default=64, help="how many images")
     sample.add_argument("--seed", type=int, default=0, help="seed of the noise z ~ N(0, 1)")
     sample.add_argument("--out", type=Path, help="grid PNG to write")
@@ -43,19 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser(
         "runs", help="the MLflow runs that produced a model file, found by its SHA-256"
     )
-    runs.add_argument("file", type=Path, help="models/generator.onnx or models/generator.keras")
+    runs.add_argument("file", type=Path, help="a generator file, .onnx or .keras")
     promote = sub.add_parser(
         "promote",
         help="point the registry alias 'champion' at the generator with the lowest FCD",
     )
-    promote.add_argument("--name", default="dcgan-generator", help="registered model")
+    promote.add_argument(
+        "--name", help="registered model (default: evaluate.registered_model in --params)"
+    )
+    promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE), help="params file")
     promote.add_argument("--alias", default="champion", help="alias to move")
     bench = sub.add_parser("bench", help="training and inference speed, written to a JSON report")
     bench.add_argument(
         "--model",
         type=Path,
-        default=Path("models/generator.onnx"),
-        help="exported generator to time (a fresh one if missing)",
+        help="exported generator to time (default: dvc.yaml's generator artifact; "
+        "a fresh one of the params' shape if the file is missing)",
+    )
+    bench.add_argument(
+        "--keras",
+        type=Path,
+        help="the Keras generator it was exported from (default: the export stage's input)",
+    )
+    bench.add_argument(
+        "--params", type=Path, default=Path(PARAMS_FILE), help="params file (train, export)"
     )
     bench.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="report")
     bench.add_argument(
@@ -67,15 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _generator_artifact() -> Path:
+    """The ONNX generator as dvc.yaml names it (the ``generator`` artifact)."""
+    from dcgan.pipeline.layout import artifact_path
+
+    return Path(artifact_path("generator"))
+
+
 def bench_command(args: argparse.Namespace) -> None:
+    from dcgan.config import load_config
+    from dcgan.pipeline.layout import stage_args
+
+    train, export = load_config("train", args.params), load_config("export", args.params)
+    model = args.model or _generator_artifact()
+    keras_model = args.keras or Path(stage_args("export")["generator"])
+
     from dcgan.bench import run  # imports TensorFlow; kept out of `dcgan sample`'s path
 
-    run(args.out, args.model, args.iterations)
+    run(args.out, model, keras_model, train, export, args.iterations)
 
 
 def runs_command(args: argparse.Namespace) -> None:
     from dcgan import environment
-    from dcgan.pipeline.tracking import runs_for_file, tracking_uri
+    from dcgan.pipeline.lineage import runs_for_file
+    from dcgan.pipeline.store import tracking_uri
 
     if not args.file.is_file():
         raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
@@ -104,6 +133,10 @@ def runs_command(args: argparse.Namespace) -> None:
 def promote_command(args: argparse.Namespace) -> None:
     from dcgan.pipeline.registry import promote
 
+    if args.name is None:
+        from dcgan.config import load_config
+
+        args.name = load_config("evaluate", args.params).registered_model
     print(promote(args.name, args.alias))
 
 
@@ -114,7 +147,7 @@ def sample_command(args: argparse.Namespace) -> None:
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
-    session = load_session(args.model)
+    session = load_session(args.model or _generator_artifact())
     images = generate(session, draw_noise(args.num, z_dim_of(session), args.seed))
     if args.out is not None:
         save_grid(images, args.out, cols=args.cols)

@@ -31,6 +31,11 @@ MAX_EXPERIMENT_NAME = 256  # MLflow's database column for experiment names
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
 
 
+def params_error(message: str) -> DcganError:
+    """A problem with a value in params.yaml: ``params.yaml: <message>`` (name the key)."""
+    return DcganError(f"{PARAMS_FILE}: {message}")
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     source: str  # "mnist" (the full set, offline), "sample" (5 000), "keras", or an .npz path

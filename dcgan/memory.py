@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 
-from dcgan.config import ClassifierConfig, EvaluateConfig, TrainConfig
+from dcgan.config import ClassifierConfig, EvaluateConfig, TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE
-from dcgan.errors import DcganError
 
 GB = 1024**3
 RUNTIME = 1.2 * GB  # TensorFlow, Keras and the process, before any model
@@ -67,7 +66,7 @@ def check(estimate: tuple[int, str], stage: str) -> None:
     needed, key = estimate
     free = available()
     if needed > free:
-        raise DcganError(
-            f"params.yaml: the {stage} stage would need about {needed / GB:,.1f} GB of memory "
+        raise params_error(
+            f"the {stage} stage would need about {needed / GB:,.1f} GB of memory "
             f"and {free / GB:,.1f} GB are available; lower {key}"
         )

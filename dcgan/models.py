@@ -7,47 +7,11 @@ with ``padding='same'`` and stride 2 turns 7x7x64 into 4x4x128 (the book's comme
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
-from typing import Any
-
 import keras
 import tensorflow as tf
 from keras import layers
 
 from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
-from dcgan.errors import DcganError
-from dcgan.files import write_zip
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, ask TensorFlow for deterministic kernels, and turn
-    off Grappler's constant folding (see :func:`no_constant_folding`)."""
-    keras.utils.set_random_seed(seed)
-    # Costs nothing measurable on CPU here and makes "same params -> same weights" hold.
-    tf.config.experimental.enable_op_determinism()
-    no_constant_folding()
-
-
-def no_constant_folding() -> None:
-    """Turn off Grappler's constant folding for the TensorFlow graphs instantiated from now on.
-
-    With it on (TensorFlow 2.21, a 2-core Intel Xeon), two identical trainings on the real
-    60 000 MNIST digits part after about 30 iterations: replaying the compiled step from one
-    restored state gave different gradients in a third to a half of the steps from iteration
-    31 on, even on one thread and with op determinism on. The same step run eagerly, or
-    compiled with constant folding off, is bit-identical over 300 iterations; turning off
-    the dependency, remapping, arithmetic, function or loop passes instead did not help. The
-    step time is unchanged (0.181 vs 0.183 s, side by side in one process).
-
-    Without constant folding, Grappler's remapper fails on the step's graph ("remapper
-    failed: ... fanout ... for missing node") and logs that as an error, keeping the graph as
-    it was; it is turned off too, which trains the same bits without the error line.
-    """
-    tf.config.optimizer.set_experimental_options({"constant_folding": False, "remapping": False})
 
 
 def build_generator(
@@ -204,61 +168,6 @@ def _fused_batch_norm(
         layer.moving_mean.assign(layer.moving_mean * m + mean * (1.0 - m))
         layer.moving_variance.assign(layer.moving_variance * m + variance * (1.0 - m))
     return y
-
-
-def save_model(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """``model.save(path)``, atomically, and the same bytes for the same model.
-
-    Keras writes three things into a .keras file that depend on the moment and the process,
-    not the model: ``date_saved`` in metadata.json, the zip entry time of the weights, and
-    in config.json the ``shared_object_id`` of shared objects (the dtype policy), which is
-    Python's ``id()``, a memory address. The first two are dropped and the ids numbered in
-    order of appearance (all loading needs is that equal ids mean one object). The weights
-    file itself, HDF5, is already a function of the weights.
-    """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".keras-") as tmp:
-        plain = Path(tmp) / "model.keras"
-        model.save(plain)
-        with zipfile.ZipFile(plain) as zf:
-            entries = {name: zf.read(name) for name in zf.namelist()}
-    metadata = json.loads(entries["metadata.json"])
-    metadata.pop("date_saved", None)
-    entries["metadata.json"] = json.dumps(metadata).encode()
-    entries["config.json"] = json.dumps(
-        _number_shared_objects(json.loads(entries["config.json"]))
-    ).encode()
-    write_zip(path, entries)
-
-
-def _number_shared_objects(config: Any) -> Any:
-    """Replace every ``shared_object_id`` by 0, 1, 2, ... in order of first appearance."""
-    numbers: dict[Any, int] = {}
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: numbers.setdefault(v, len(numbers)) if k == "shared_object_id" else walk(v)
-                for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(config)
-
-
-def load_model(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a saved .keras model with ``safe_mode=True`` (no arbitrary code from Lambda layers)."""
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except FileNotFoundError:
-        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
-    except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DcganError(
-            f"{path} cannot be loaded safely ({first}); re-create it with `dvc repro train`"
-        ) from None
 
 
 def generator_z_dim(generator: keras.Model) -> int:

@@ -15,7 +15,8 @@ onnxruntime's CPU ConvTranspose is a per-image GEMM plus col2im and was ~85 % of
 All of them are exact in real arithmetic; :func:`dcgan.export.generator_to_onnx` also
 checks the rewritten graph against tf2onnx's on a fixed noise batch (with
 :func:`max_abs_difference`) and refuses a result that differs by more than its
-``REWRITE_TOLERANCE``. Only numpy and onnx are imported here.
+``REWRITE_TOLERANCE``. The rewrites need numpy and onnx alone; :func:`max_abs_difference`
+runs both graphs with onnxruntime (imported when it is called), never TensorFlow.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan import precision
-from dcgan.config import TrainConfig
+from dcgan.config import TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE, draw_noise
-from dcgan.errors import DcganError
+from dcgan.determinism import seed_everything
 from dcgan.files import atomic_path
-from dcgan.models import build_models, seed_everything, train_forward
+from dcgan.models import build_models, train_forward
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,16 @@ def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
     visible = [d.name.split("device:")[-1] for d in tf.config.list_logical_devices()]
     missing = [d for d in listed or [] if d not in visible]
     if missing:
-        raise DcganError(
-            f"params.yaml: train.devices={devices!r} cannot be used ({missing[0]} is not on "
+        raise params_error(
+            f"train.devices={devices!r} cannot be used ({missing[0]} is not on "
             f"this machine, which has {', '.join(visible)}); list visible devices such as "
             "GPU:0,GPU:1, or leave it empty"
         )
     try:
         return tf.distribute.MirroredStrategy(devices=listed)
     except (ValueError, RuntimeError) as exc:
-        raise DcganError(
-            f"params.yaml: train.devices={devices!r} cannot be used ({exc}); list "
+        raise params_error(
+            f"train.devices={devices!r} cannot be used ({exc}); list "
             "visible devices such as GPU:0,GPU:1, or leave it empty"
         ) from None
 
@@ -93,8 +93,8 @@ class GAN:
         self.strategy = make_strategy(cfg.strategy, cfg.devices)
         self.replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % self.replicas:
-            raise DcganError(
-                f"params.yaml: train.batch_size={cfg.batch_size} does not split "
+            raise params_error(
+                f"train.batch_size={cfg.batch_size} does not split "
                 f"evenly over {self.replicas} devices; use a multiple of "
                 f"{self.replicas}"
             )
@@ -185,6 +185,10 @@ class GAN:
     def g_step(self, z: tf.Tensor) -> tf.Tensor:
         """One generator step alone (for tests and benchmarks)."""
         return tf.function(self._g_update)(z)
+
+    def step_graph(self) -> tf.Graph:
+        """The compiled training step's graph (the benchmark counts its FLOPs)."""
+        return self._compiled_step.get_concrete_function().graph
 
     @property
     def trace_count(self) -> int:

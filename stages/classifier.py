@@ -10,10 +10,10 @@ from dcgan.errors import run_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (block classifier:)")
-    parser.add_argument("--data", default="data/prepared", help="prepared data folder")
-    parser.add_argument("--model", default="models/mnist_classifier.keras", help="model to write")
-    parser.add_argument("--report", default="reports/classifier.json", help="accuracy report")
+    parser.add_argument("--params", required=True, help="params file (block classifier:)")
+    parser.add_argument("--data", required=True, help="prepared data folder")
+    parser.add_argument("--model", required=True, help="model to write")
+    parser.add_argument("--report", required=True, help="accuracy report")
     args = parser.parse_args()
     cfg = load_config("classifier", args.params)
 

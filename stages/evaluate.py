@@ -1,4 +1,5 @@
-"""evaluate: ONNX vs Keras parity and sample quality. The work is in dcgan.pipeline.evaluate."""
+"""evaluate: ONNX vs Keras parity and sample quality. The work is in dcgan.pipeline.evaluate;
+every path comes from dvc.yaml's cmd."""
 
 import argparse
 import sys
@@ -9,19 +10,28 @@ from dcgan.errors import run_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (block evaluate:)")
-    parser.add_argument("--onnx", default="models/generator.onnx", help="exported generator")
-    parser.add_argument(
-        "--models", default="models", help="folder with generator.keras and mnist_classifier.keras"
-    )
-    parser.add_argument("--data", default="data/prepared", help="prepared real images")
-    parser.add_argument("--reports", default="reports", help="where metrics.json and grids go")
+    add = parser.add_argument
+    add("--params", required=True, help="params file (block evaluate:)")
+    add("--onnx", required=True, help="exported generator")
+    add("--generator", required=True, help="the Keras generator it was exported from")
+    add("--classifier", required=True, help="the MNIST classifier that scores samples")
+    add("--data", required=True, help="prepared real images")
+    add("--metrics", required=True, help="metrics JSON to write (DVC metrics)")
+    add("--class-shares", required=True, help="JSON of each predicted digit's share")
+    add("--grid", required=True, help="PNG of the first 64 samples")
+    add("--by-class", required=True, help="PNG of samples by predicted digit")
     args = parser.parse_args()
     cfg = load_config("evaluate", args.params)
 
     from dcgan.pipeline import evaluate
 
-    evaluate.run(cfg, args.onnx, args.models, args.data, args.reports)
+    outputs = evaluate.EvaluateOutputs(
+        metrics=args.metrics,
+        class_shares=args.class_shares,
+        grid=args.grid,
+        by_class=args.by_class,
+    )
+    evaluate.run(cfg, args.onnx, args.generator, args.classifier, args.data, outputs)
 
 
 if __name__ == "__main__":

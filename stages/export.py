@@ -1,4 +1,5 @@
-"""export: generator.keras -> generator.onnx with tf2onnx. The work is in dcgan.pipeline.export."""
+"""export: generator.keras -> generator.onnx with tf2onnx. The work is in dcgan.pipeline.export;
+every path comes from dvc.yaml's cmd."""
 
 import argparse
 import sys
@@ -9,16 +10,18 @@ from dcgan.errors import run_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (block export:)")
-    parser.add_argument("--models", default="models", help="folder with generator.keras")
-    parser.add_argument("--out", default="models/generator.onnx", help="ONNX file to write")
-    parser.add_argument("--lock", help="uv.lock that installed the environment (recorded)")
+    add = parser.add_argument
+    add("--params", required=True, help="params file (block export:)")
+    add("--generator", required=True, help="trained generator .keras")
+    add("--training", required=True, help="the train stage's JSON record")
+    add("--out", required=True, help="ONNX file to write")
+    add("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
     cfg = load_config("export", args.params)
 
     from dcgan.pipeline import export
 
-    export.run(cfg, args.models, args.out, lock=args.lock)
+    export.run(cfg, args.generator, args.training, args.out, lock=args.lock)
 
 
 if __name__ == "__main__":

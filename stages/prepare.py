@@ -9,8 +9,8 @@ from dcgan.errors import run_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (block prepare:)")
-    parser.add_argument("--out", default="data/prepared", help="output folder")
+    parser.add_argument("--params", required=True, help="params file (block prepare:)")
+    parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args()
     cfg = load_config("prepare", args.params)  # fails on bad params before any work
 

@@ -1,39 +1,50 @@
 """train: the book's DCGAN on the prepared data, logged to MLflow; the work is in
-dcgan.pipeline.train."""
+dcgan.pipeline.train. Every path comes from dvc.yaml's cmd."""
 
 import argparse
 import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
-from dcgan.pipeline.tracking import check_tracking_store
+from dcgan.pipeline.store import check_tracking_store
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (block train:)")
-    parser.add_argument("--data", default="data/prepared", help="prepared data folder")
-    parser.add_argument("--models", default="models", help="where the .keras models go")
-    parser.add_argument("--reports", default="reports", help="where history, grids and plots go")
-    parser.add_argument(
-        "--checkpoints",
-        default="checkpoints/train",
-        help="checkpoint folder; an unfinished run with the same params resumes",
-    )
-    parser.add_argument("--lock", help="uv.lock that installed the environment (recorded)")
+    add = parser.add_argument
+    add("--params", required=True, help="params file (block train:)")
+    add("--data", required=True, help="prepared data folder")
+    add("--generator", required=True, help="generator .keras to write")
+    add("--discriminator", required=True, help="discriminator .keras to write")
+    add("--training", required=True, help="JSON record of what made the models")
+    add("--samples", required=True, help="folder for the fixed-noise grids")
+    add("--losses", required=True, help="loss plot PNG")
+    add("--history", required=True, help="history CSV (DVC plots)")
+    add("--metrics", required=True, help="final losses JSON (DVC metrics)")
+    add("--checkpoints", required=True, help="checkpoint folder; a crashed run resumes from it")
+    add("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
     cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
-    check_tracking_store()  # and on an unreachable or read-only MLflow store
+    store_uri = check_tracking_store()  # and on an unreachable or read-only MLflow store
 
     from dcgan.pipeline import train  # imports TensorFlow; seeds everything from cfg.seed
 
+    outputs = train.TrainOutputs(
+        generator=args.generator,
+        discriminator=args.discriminator,
+        training=args.training,
+        samples=args.samples,
+        losses=args.losses,
+        history=args.history,
+        metrics=args.metrics,
+    )
     train.run(
         cfg,
         args.data,
-        args.models,
-        args.reports,
+        outputs,
         checkpoint_dir=args.checkpoints,
         lock=args.lock,
+        store_uri=store_uri,
     )
 
 

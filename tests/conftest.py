@@ -51,6 +51,42 @@ def tiny_images():
     return rng.uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
 
 
+def stage_paths(stage: str, root: Path) -> dict[str, Path]:
+    """The paths a stage's cmd in dvc.yaml names, under ``root`` (``--class-shares`` ->
+    ``class_shares``): the tests use the pipeline's own file names, never their own."""
+    from dcgan.pipeline.layout import stage_args
+
+    return {k: root / v for k, v in stage_args(stage, ROOT).items()}
+
+
+def train_outputs(root: Path):
+    """The train stage's outputs as dvc.yaml names them, under ``root``."""
+    from dcgan.pipeline.train import TrainOutputs
+
+    paths = stage_paths("train", root)
+    return TrainOutputs(**{f.name: paths[f.name] for f in dataclasses.fields(TrainOutputs)})
+
+
+def evaluate_outputs(root: Path):
+    """The evaluate stage's outputs as dvc.yaml names them, under ``root``."""
+    from dcgan.pipeline.evaluate import EvaluateOutputs
+
+    paths = stage_paths("evaluate", root)
+    return EvaluateOutputs(**{f.name: paths[f.name] for f in dataclasses.fields(EvaluateOutputs)})
+
+
+def stage_command(stage: str, root: Path, **replace: str | Path) -> list[str]:
+    """The stage's script with dvc.yaml's arguments, every path under ``root``, and some
+    replaced by keyword (``params=...``)."""
+    args = stage_paths(stage, root)
+    if "lock" in args:  # the environment these tests run in
+        args["lock"] = ROOT / "uv.lock"
+    args.update(replace)
+    flags = [[f"--{k.replace('_', '-')}", str(v)] for k, v in args.items()]
+    script = ROOT / "stages" / f"{stage}.py"
+    return [sys.executable, str(script), *(w for pair in flags for w in pair)]
+
+
 def write_params(path: Path, **overrides: dict) -> Path:
     """Write a params.yaml: the repository's, with ``{block: {key: value}}`` overrides."""
     import yaml

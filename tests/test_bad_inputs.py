@@ -5,26 +5,25 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 
 import pytest
 
 from dcgan.config import PrepareConfig
 from dcgan.errors import DcganError, run_main
 
-from .conftest import ROOT
+from .conftest import ROOT, evaluate_outputs, stage_command
 
 
 def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
     import keras
 
-    from dcgan.models import load_model
+    from dcgan.saving import load_model
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
     path = tmp_path / "generator.keras"
     model.save(path)
     with pytest.raises(DcganError, match="cannot be loaded safely"):
-        load_model(path)
+        load_model(path, "train")
 
 
 def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
@@ -46,15 +45,21 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
 @pytest.mark.parametrize(
     ("stage", "args", "message"),
     [
-        ("train", ["--data", "nowhere"], "holds no prepared data; run `dvc repro prepare` first"),
-        ("export", ["--models", "nowhere"], "training.json not found; run `dvc repro train`"),
-        ("evaluate", ["--onnx", "nowhere.onnx"], "nowhere.onnx not found"),
+        ("train", {"data": "nowhere"}, "holds no prepared data; run `dvc repro prepare` first"),
+        (
+            "export",
+            {"training": "nowhere/training.json"},
+            "training.json not found; run `dvc repro train`",
+        ),
+        ("evaluate", {"onnx": "nowhere.onnx"}, "nowhere.onnx not found"),
     ],
 )
 def test_stage_without_its_inputs(tmp_path, stage, args, message):
     env_uri = f"sqlite:///{tmp_path / 'm.db'}"
+    # dvc.yaml's command with its paths under tmp_path, one input pointing nowhere.
+    command = stage_command(stage, tmp_path, params=ROOT / "params.yaml", **args)
     proc = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", *args],
+        command,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -80,8 +85,10 @@ def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
         evaluate.run(
             EvaluateConfig(10, 0, 1e-4, "dcgan-generator"),
             tmp_path / "g.onnx",
+            tmp_path / "generator.keras",
+            tmp_path / "mnist_classifier.keras",
             tmp_path,
-            tmp_path,
-            tmp_path,
+            evaluate_outputs(tmp_path),
         )
     assert not (tmp_path / "metrics.json").exists()
+    assert not evaluate_outputs(tmp_path).metrics.exists()

@@ -64,10 +64,10 @@ def test_format_table_lists_every_batch():
 
 
 @pytest.mark.slow  # the whole training benchmark, at a tiny size
-def test_bench_training_runs_and_reports(monkeypatch):
+def test_bench_training_runs_and_reports(tiny_train_cfg):
     from dcgan.bench import bench_training
 
-    report = bench_training(iterations=1, batch_size=8)
+    report = bench_training(tiny_train_cfg, iterations=1)
     assert report["book_loop_trains_d"] is True
     assert report["trace_count"] == 1
     assert report["gflop_per_iteration"] > 0
@@ -82,10 +82,10 @@ def test_bench_training_runs_and_reports(monkeypatch):
         assert report[key] > 0
 
 
-def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow():
+def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow(repo_params):
     from dcgan.bench import bench_inference
 
-    report = bench_inference(None, batches=(1, 3))
+    report = bench_inference(None, None, repo_params["train"], repo_params["export"], (1, 3))
     assert "rewritten" in report["graph"]
     assert [row["batch"] for row in report["rows"]] == [1, 3]
     for row in report["rows"]:
@@ -93,6 +93,39 @@ def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow
             assert row[key] > 0
         assert row["ort_speedup_vs_tf"] == pytest.approx(
             row["tensorflow_ms"] / row["onnxruntime_ms"]
+        )
+
+
+def test_bench_inference_takes_any_exported_generator(repo_params, tmp_path):
+    """A generator trained with another z_dim (64) is timed with noise of its own width."""
+    import dataclasses
+
+    import onnx
+
+    from dcgan.bench import bench_inference
+    from dcgan.export import generator_to_onnx
+    from dcgan.models import build_generator
+    from dcgan.saving import save_model
+
+    generator = build_generator(64)
+    save_model(generator, tmp_path / "g.keras")
+    onnx.save(generator_to_onnx(generator, 13), str(tmp_path / "g.onnx"))
+    export = dataclasses.replace(repo_params["export"], opset=13)
+    report = bench_inference(
+        tmp_path / "g.onnx", tmp_path / "g.keras", repo_params["train"], export, (2,)
+    )
+    assert report["z_dim"] == 64 and report["model"] == str(tmp_path / "g.onnx")
+    assert report["rows"][0]["batch"] == 2 and report["rows"][0]["onnxruntime_ms"] > 0
+
+
+def test_bench_inference_without_the_keras_generator_is_one_line(repo_params, tmp_path):
+    from dcgan.bench import bench_inference
+    from dcgan.errors import DcganError
+
+    (tmp_path / "g.onnx").write_bytes(b"x")
+    with pytest.raises(DcganError, match="needs the Keras generator it was exported from"):
+        bench_inference(
+            tmp_path / "g.onnx", tmp_path / "no.keras", repo_params["train"], repo_params["export"]
         )
 
 

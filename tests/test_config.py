@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from dcgan.config import STAGES, TrainConfig, config_from_dict, load_all, load_config
 from dcgan.errors import DcganError
 
-from .conftest import ROOT, write_params
+from .conftest import ROOT, stage_command, write_params
 
 
 def test_repository_params_load(repo_params):
@@ -124,9 +123,10 @@ def test_missing_params_file(tmp_path):
 def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
     path = write_params(tmp_path / "params.yaml")
     path.write_text(path.read_text().replace(f"{stage}:\n", f"{stage}:\n  bogus: 1\n", 1))
-    out = tmp_path / "out"
+    # dvc.yaml's command, every path under tmp_path; nothing may be written there.
+    command = stage_command(stage, tmp_path, params=path)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", str(path)],
+        command,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -138,7 +138,7 @@ def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
         f"error: params.yaml: unknown key {stage}.bogus; known keys are "
         + ", ".join(f.name for f in __import__("dataclasses").fields(STAGES[stage]))
     ]
-    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
 _scalars = st.one_of(

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from dcgan.config import PrepareConfig
-from dcgan.data import load_prepared, stratified_split
+from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.pipeline import prepare
+from dcgan.sources import stratified_split
 
 from .conftest import ROOT, write_params
 

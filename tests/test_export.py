@@ -72,13 +72,26 @@ def test_onnx_output_does_not_depend_on_the_batch(trained):
     assert np.abs(alone - generate(session, z)).max() <= 1e-6
 
 
-def _evaluate(folder, reports, tolerance):
+def _evaluate(folder, reports, tolerance, classifier="mnist_classifier.keras"):
     from dcgan.config import EvaluateConfig
 
     cfg = EvaluateConfig(
         num_samples=20, seed=0, tolerance=tolerance, registered_model="dcgan-generator"
     )
-    return evaluate.run(cfg, folder / "generator.onnx", folder, folder / "prepared", reports)
+    outputs = evaluate.EvaluateOutputs(
+        metrics=reports / "metrics.json",
+        class_shares=reports / "class_shares.json",
+        grid=reports / "onnx_samples.png",
+        by_class=reports / "samples_by_class.png",
+    )
+    return evaluate.run(
+        cfg,
+        folder / "generator.onnx",
+        folder / "generator.keras",
+        folder / classifier,
+        folder / "prepared",
+        outputs,
+    )
 
 
 def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
@@ -104,6 +117,14 @@ def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
     shares = json.loads((tmp_path / "class_shares.json").read_text())
     assert sorted(shares) == [str(d) for d in range(10)]
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_missing_classifier_names_the_classifier_stage(trained, tmp_path):
+    from dcgan.errors import DcganError
+
+    _, folder = trained
+    with pytest.raises(DcganError, match=r"missing.keras not found; run `dvc repro classifier`"):
+        _evaluate(folder, tmp_path, tolerance=1e-5, classifier="missing.keras")
 
 
 def test_evaluate_fails_above_tolerance(trained, tmp_path):

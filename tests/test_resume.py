@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from dcgan.config import PrepareConfig
 from dcgan.pipeline import prepare
 
-from .conftest import ROOT, write_params
+from .conftest import stage_command, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +38,15 @@ def workdir(tmp_path_factory):
 
 
 def train_cmd(work: Path, name: str) -> list[str]:
+    """dvc.yaml's train command, its outputs and checkpoints under ``work / name``."""
     out = work / name
-    return [
-        sys.executable,
-        str(ROOT / "stages/train.py"),
-        "--params",
-        str(work / "params.yaml"),
-        "--data",
-        str(work / "data"),
-        "--models",
-        str(out / "models"),
-        "--reports",
-        str(out / "reports"),
-        "--checkpoints",
-        str(out / "checkpoints"),
-    ]
+    return stage_command(
+        "train",
+        out,
+        params=work / "params.yaml",
+        data=work / "data",
+        checkpoints=out / "checkpoints",
+    )
 
 
 def env_for(work: Path, name: str) -> dict[str, str]:
@@ -61,9 +54,9 @@ def env_for(work: Path, name: str) -> dict[str, str]:
 
 
 def weights(path: Path) -> list[np.ndarray]:
-    from dcgan.models import load_model
+    from dcgan.saving import load_model
 
-    return [w.numpy() for w in load_model(path).weights]
+    return [w.numpy() for w in load_model(path, "train").weights]
 
 
 def metric_history(work: Path, name: str, key: str = "d_loss"):
@@ -150,8 +143,8 @@ def free_port() -> int:
 )
 def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
     cmd = train_cmd(workdir, "nostore")
-    cmd[cmd.index("--models") + 1] = str(tmp_path / "models")
-    cmd[cmd.index("--checkpoints") + 1] = str(tmp_path / "checkpoints")
+    # Every output and the checkpoints under tmp_path, which must stay empty.
+    cmd = [w.replace(str(workdir / "nostore"), str(tmp_path)) for w in cmd]
     start = time.monotonic()
     proc = subprocess.run(
         cmd,
@@ -166,3 +159,4 @@ def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
     assert len(lines) == 1 and uri in lines[0]
     assert elapsed < 30  # includes TensorFlow's start-up; the check itself takes < 10 s
     assert not (tmp_path / "models").exists() and not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "reports").exists()

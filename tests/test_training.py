@@ -133,7 +133,8 @@ TWO_RUNS = """
 import dataclasses, sys
 import numpy as np
 from dcgan.config import load_all
-from dcgan.data import load_mnist, normalise
+from dcgan.data import normalise
+from dcgan.sources import load_mnist
 from dcgan.training import GAN, train_loop
 
 x = normalise(load_mnist().x_train)
@@ -151,8 +152,8 @@ print("identical" if all(np.array_equal(a, b) for a, b in zip(*runs)) else "diff
 def test_identical_trainings_on_the_full_mnist_are_bit_identical():
     """With Grappler's constant folding on, two identical trainings on the real 60 000 digits
     parted after about 30 iterations (the tiny-data tests above never showed it)."""
-    from dcgan.data import mnist_wheel_folder
     from dcgan.errors import DcganError
+    from dcgan.sources import mnist_wheel_folder
 
     from .conftest import ROOT, run_python
 

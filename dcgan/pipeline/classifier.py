@@ -13,7 +13,7 @@ from dcgan.classifier import accuracy, feature_head, train_classifier
 from dcgan.config import ClassifierConfig
 from dcgan.data import load_prepared
 from dcgan.files import write_json
-from dcgan.models import save_model
+from dcgan.saving import save_model
 
 log = logging.getLogger(__name__)
 

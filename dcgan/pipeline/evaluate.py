@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +18,57 @@ from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.evaluation import keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
-from dcgan.models import generator_z_dim, load_model
+from dcgan.models import generator_z_dim
 from dcgan.pipeline import registry
-from dcgan.pipeline.tracking import ONNX_TAG, Tracker
+from dcgan.pipeline.lineage import ONNX_TAG
+from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
+from dcgan.saving import load_model
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateOutputs:
+    """Every file the stage writes; dvc.yaml names each one (stages/evaluate.py)."""
+
+    metrics: Path  # JSON: parity and quality metrics (DVC metrics)
+    class_shares: Path  # JSON: the share of each predicted digit
+    grid: Path  # PNG: the first 64 ONNX samples
+    by_class: Path  # PNG: samples in a row per predicted digit
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the stage passes command-line strings
+            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
 
 
 def run(
     cfg: EvaluateConfig,
     onnx_path: str | os.PathLike[str],
-    models_dir: str | os.PathLike[str],
+    generator_path: str | os.PathLike[str],
+    classifier_path: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
-    reports_dir: str | os.PathLike[str],
+    outputs: EvaluateOutputs,
 ) -> dict[str, Any]:
-    """Write reports/metrics.json, class_shares.json, a grid of ONNX samples and the samples by
-    predicted digit; fail (after writing them) if ONNX and Keras differ beyond the tolerance."""
-    onnx_path, models_dir, reports_dir = Path(onnx_path), Path(models_dir), Path(reports_dir)
+    """Write the metrics, class shares, a grid of ONNX samples and the samples by predicted
+    digit; fail (after writing them) if ONNX and the Keras generator it was exported from
+    differ beyond the tolerance."""
+    onnx_path, generator_path = Path(onnx_path), Path(generator_path)
     session = load_session(onnx_path)
     z_dim = z_dim_of(session)
-    generator = load_model(models_dir / "generator.keras")
+    generator = load_model(generator_path, "train")
     if generator_z_dim(generator) != z_dim:
         raise DcganError(
-            f"{models_dir / 'generator.keras'} takes z of width "
+            f"{generator_path} takes z of width "
             f"{generator_z_dim(generator)} but {onnx_path} takes {z_dim}; "
             "re-export with `dvc repro -f export`"
         )
+    # What the ONNX file says of itself, and its hash: they find its run and tag its version.
+    meta = session.get_modelmeta().custom_metadata_map
     data = load_prepared(data_dir)
     memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
-    classifier = load_model(models_dir / "mnist_classifier.keras")
+    classifier = load_model(classifier_path, "classifier")
 
     z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
     onnx_images = generate(session, z)  # (N, 28, 28, 1)
@@ -58,13 +79,11 @@ def run(
     scores, probs = quality_metrics(classifier, onnx_images, data.x_test, data.x_train)
     shares = scores.pop("class_shares")
     metrics.update(scores)
-    write_json(reports_dir / "metrics.json", metrics)
-    write_json(reports_dir / "class_shares.json", {str(d): s for d, s in enumerate(shares)})
-    grid = save_grid(onnx_images[:64], reports_dir / "onnx_samples.png", cols=8)
-    by_class = save_by_class(onnx_images, probs, reports_dir / "samples_by_class.png")
+    write_json(outputs.metrics, metrics)
+    write_json(outputs.class_shares, {str(d): s for d, s in enumerate(shares)})
+    grid = save_grid(onnx_images[:64], outputs.grid, cols=8)
+    by_class = save_by_class(onnx_images, probs, outputs.by_class)
 
-    # What the ONNX file says of itself, and its hash: they find its run and tag its version.
-    meta = session.get_modelmeta().custom_metadata_map
     onnx_params, onnx_sha256 = json.loads(meta.get("params", "{}")), sha256_file(onnx_path)
     tracker = _training_run(onnx_params, onnx_sha256, onnx_path)
     if tracker is not None:
@@ -81,7 +100,7 @@ def run(
                 {
                     "data_source": onnx_params.get("prepare.source", ""),
                     "data_sha256": meta.get("data_sha256", ""),
-                    "classifier_sha256": sha256_file(models_dir / "mnist_classifier.keras"),
+                    "classifier_sha256": sha256_file(classifier_path),
                     "onnx_sha256": onnx_sha256,
                 },
             )

@@ -1,5 +1,5 @@
-"""The export stage: models/generator.keras -> models/generator.onnx, logged into the run
-that trained the generator (found by the generator's SHA-256, see dcgan.pipeline.tracking)."""
+"""The export stage: the trained Keras generator -> ONNX, logged into the run that trained the
+generator (found by the generator's SHA-256, see dcgan.pipeline.lineage)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,26 @@ from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.errors import DcganError
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, sha256_file
-from dcgan.models import generator_z_dim, load_model
-from dcgan.pipeline.tracking import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, Tracker
+from dcgan.models import generator_z_dim
+from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG
+from dcgan.pipeline.tracking import Tracker
+from dcgan.saving import load_model
 
 log = logging.getLogger(__name__)
 
 
 def run(
     cfg: ExportConfig,
-    models_dir: str | os.PathLike[str],
+    generator_path: str | os.PathLike[str],
+    training_path: str | os.PathLike[str],
     onnx_path: str | os.PathLike[str],
     lock: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Convert, write the file whole, then log the model into the training's MLflow run.
-    The file's metadata carries ``env.*``: ``lock``'s SHA-256 and the key packages' versions."""
-    models_dir, onnx_path = Path(models_dir), Path(onnx_path)
-    training = read_training(models_dir)
+    """Convert the generator (trained as ``training_path`` says), write the file whole, then log
+    the model into the training's MLflow run. The file's metadata carries ``env.*``:
+    ``lock``'s SHA-256 and the key packages' versions."""
+    generator_path, onnx_path = Path(generator_path), Path(onnx_path)
+    training = read_training(Path(training_path))
     env = environment.describe(lock)
     trained_in = training.get("environment", {})
     if trained_in and trained_in != env:
@@ -41,7 +45,8 @@ def run(
             environment.summary(env),
             environment.summary(trained_in),
         )
-    generator = load_model(models_dir / "generator.keras")
+    generator = load_model(generator_path, "train")
+    generator_sha256 = sha256_file(generator_path)
     params = {**training["params"], **flat_params("export", cfg)}
     model = generator_to_onnx(
         generator,
@@ -62,7 +67,7 @@ def run(
     tracker = Tracker.for_artifact(
         training["params"]["train.experiment"],
         GENERATOR_TAG,
-        sha256_file(models_dir / "generator.keras"),
+        generator_sha256,
         what="generator",
     )
     if tracker is not None:
@@ -73,9 +78,8 @@ def run(
     return onnx_path
 
 
-def read_training(models_dir: Path) -> dict[str, Any]:
-    """models/training.json: the params and data the generator was trained with."""
-    path = models_dir / "training.json"
+def read_training(path: Path) -> dict[str, Any]:
+    """The train stage's JSON record: the params, data and environment of the generator."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

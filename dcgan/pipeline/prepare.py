@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 from dcgan.config import PrepareConfig, flat_params
-from dcgan.data import load_source, write_prepared
+from dcgan.data import write_prepared
+from dcgan.sources import load_source
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The model registry: every evaluated generator becomes a version of one registered model
-(``evaluate.registered_model``, default ``dcgan-generator``) carrying its quality metrics, and
+(``evaluate.registered_model`` in params.yaml) carrying its quality metrics, and
 the alias ``champion`` names the version with the lowest FCD among those evaluated on the same
 data and with the same classifier (FCDs measured with different instruments do not compare).
 
@@ -15,42 +15,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcgan.errors import DcganError
-from dcgan.pipeline.tracking import MODEL_URI_TAG, Tracker, store_lock, tracking_uri
+from dcgan.pipeline.lineage import MODEL_URI_TAG
+from dcgan.pipeline.store import mlflow_uris, store_lock, tracking_uri
+from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dcgan-generator"
 CHAMPION = "champion"
 # A version's FCD compares with another's only if both used the same data and classifier.
 SAME_INSTRUMENT = ("data_sha256", "classifier_sha256")
-VERSION_METRICS = (
-    "fcd",
-    "fcd_real_floor",
-    "mnist_score",
-    "mnist_score_real",
-    "min_class_share",
-    "max_class_share",
-    "confidence",
-    "memorisation_ratio",
-    "onnx_max_abs_diff",
-)
 
 
 def register(
     tracker: Tracker, name: str, metrics: Mapping[str, Any], tags: Mapping[str, str]
 ) -> str | None:
     """Register the ONNX generator that export logged into ``tracker``'s run as a new version
-    of ``name``, tagged with its quality ``metrics`` and ``tags``; returns the version."""
+    of ``name``, tagged with the float figures of ``metrics`` (evaluate's metrics.json) and
+    ``tags``; returns the version."""
     import mlflow
 
     model_uri = tracker.client.get_run(tracker.run_id).data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         log.warning("run %s holds no logged generator; not registering it", tracker.run_id)
         return None
-    version_tags = {**{k: repr(float(metrics[k])) for k in VERSION_METRICS}, **tags}
-    mlflow.set_tracking_uri(tracker.uri)
-    mlflow.set_registry_uri(tracker.uri)
-    with store_lock(tracker.uri):  # parallel experiments may create the model at once
+    # Every measured figure of the evaluate stage (its metrics.json), as a float.
+    measured = {k: repr(v) for k, v in metrics.items() if isinstance(v, float)}
+    version_tags = {**measured, **tags}
+    # parallel experiments may create the model at once
+    with mlflow_uris(tracker.uri), store_lock(tracker.uri):
         version = mlflow.register_model(model_uri, name, tags=version_tags)
     log.info("registered %s as version %s of %r", model_uri, version.version, name)
     return str(version.version)
@@ -87,7 +79,7 @@ class Promotion:
         )
 
 
-def promote(name: str = DEFAULT_MODEL, alias: str = CHAMPION, uri: str | None = None) -> Promotion:
+def promote(name: str, alias: str = CHAMPION, uri: str | None = None) -> Promotion:
     """Point ``alias`` at the version with the lowest FCD among the versions that share the
     newest version's data and classifier (the newest wins a tie)."""
     from mlflow.exceptions import MlflowException

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,11 @@ from dcgan import checkpoint, environment, memory
 from dcgan.config import TrainConfig, flat_params
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import sha256_file, write_json
-from dcgan.models import save_model
-from dcgan.pipeline.tracking import (
-    GENERATOR_TAG,
-    Tracker,
-    check_tracking_store,
-    run_name,
-    run_tags,
-)
+from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
+from dcgan.pipeline.store import check_tracking_store
+from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_grid, save_history_plot
+from dcgan.saving import save_model
 from dcgan.training import GAN, Callback, History, train_loop
 
 log = logging.getLogger(__name__)
@@ -43,31 +40,48 @@ FINAL_METRICS = ("d_loss", "d_accuracy", "g_loss")
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
 
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Every file and folder the stage writes; dvc.yaml names each one (stages/train.py)."""
+
+    generator: Path  # .keras
+    discriminator: Path  # .keras
+    training: Path  # JSON: the params, precision, data and environment behind the models
+    samples: Path  # folder: the fixed-noise grid at each sample_interval
+    losses: Path  # PNG: losses and D accuracy against iteration
+    history: Path  # CSV: one row per sample_interval (DVC plots)
+    metrics: Path  # JSON: the final losses (DVC metrics)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the stage passes command-line strings
+            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
+
+
 def run(
     cfg: TrainConfig,
     data_dir: str | os.PathLike[str],
-    models_dir: str | os.PathLike[str],
-    reports_dir: str | os.PathLike[str],
+    outputs: TrainOutputs,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
     lock: str | os.PathLike[str] | None = None,
+    store_uri: str | None = None,
 ) -> dict[str, float]:
-    """Train, write models/ and reports/, record the run in MLflow; returns the final losses.
+    """Train, write ``outputs``, record the run in MLflow; returns the final losses.
 
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
     iterations and one of an unfinished run with the same params, data and environment is
     resumed (same MLflow run, identical final weights). ``lock`` is the uv.lock that installed
     this environment: its SHA-256 and the key packages' versions go into training.json and
-    the MLflow run.
+    the MLflow run. ``store_uri`` is a tracking store already checked (the stage checks it
+    before TensorFlow loads); without it the store is resolved and checked here.
     """
-    models_dir, reports_dir = Path(models_dir), Path(reports_dir)
-    samples_dir = reports_dir / "samples"
+    samples_dir = outputs.samples
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     env = environment.describe(lock)
     _warn_on_drift(lock)
-    check_tracking_store()
+    store_uri = store_uri or check_tracking_store()
 
     _clear(samples_dir)
     gan = GAN(cfg, data.x_train)
@@ -83,7 +97,7 @@ def run(
         else None
     )
     history = History(list(resumed.history) if resumed else [])
-    tracker, logged = _open_run(cfg, params, env, data, Path(data_dir), resumed, history)
+    tracker, logged = _open_run(cfg, store_uri, params, env, data, Path(data_dir), resumed, history)
     tracker.set_tags({"precision": gan.precision})
     try:
         callbacks: list[Callback] = [
@@ -104,10 +118,10 @@ def run(
         )
         seconds = time.perf_counter() - start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
-        final = _save_outputs(gan, history, params, env, data, models_dir, reports_dir)
+        final = _save_outputs(gan, history, params, env, data, outputs)
         if checkpoint_dir is not None:
             checkpoint.discard(checkpoint_dir)
-        _close_run(tracker, models_dir, reports_dir, seconds / max(done, 1))
+        _close_run(tracker, outputs, seconds / max(done, 1))
     except Exception:
         tracker.finish("FAILED")
         raise
@@ -158,6 +172,7 @@ def _clear(samples_dir: Path) -> None:
 
 def _open_run(
     cfg: TrainConfig,
+    store_uri: str,
     params: dict[str, Any],
     env: dict[str, str],
     data: Prepared,
@@ -168,7 +183,7 @@ def _open_run(
     """Continue the resumed run's MLflow run, or start one with its params, source and
     environment tags and data set; log the history rows that the checkpoint holds but the
     run does not (a crash between the two). Returns the tracker and the iterations logged."""
-    tracker = Tracker.resume(resumed.run_id) if resumed and resumed.run_id else None
+    tracker = Tracker.resume(resumed.run_id, store_uri) if resumed and resumed.run_id else None
     if tracker is None:
         meta = data.meta
         source = meta.get("source", "unknown")
@@ -180,6 +195,7 @@ def _open_run(
                 **environment.as_tags(env),
                 "data_sha256": meta.get("sha256", ""),
             },
+            uri=store_uri,
         )
         tracker.log_params(params)
         tracker.log_dataset(
@@ -256,25 +272,24 @@ def _save_outputs(
     params: dict[str, Any],
     env: dict[str, str],
     data: Prepared,
-    models_dir: Path,
-    reports_dir: Path,
+    outputs: TrainOutputs,
 ) -> dict[str, float]:
     """The stage's DVC outputs; none holds a run id, a time or a host name."""
-    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
-        save_model(model, models_dir / f"{name}.keras")
-    history.write_csv(reports_dir / "train_history.csv")
+    save_model(gan.generator, outputs.generator)
+    save_model(gan.discriminator, outputs.discriminator)
+    history.write_csv(outputs.history)
     save_history_plot(
         history.column("iteration"),
         history.column("d_loss"),
         history.column("g_loss"),
         history.column("d_accuracy"),
-        reports_dir / "losses.png",
+        outputs.losses,
     )
     final = {k: history.rows[-1][k] for k in FINAL_METRICS}
-    write_json(reports_dir / "train_metrics.json", final)
+    write_json(outputs.metrics, final)
     # What made the models; their own files carry what they are (z_dim: the input shape).
     write_json(
-        models_dir / "training.json",
+        outputs.training,
         {
             "params": params,
             "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
@@ -285,12 +300,10 @@ def _save_outputs(
     return final
 
 
-def _close_run(
-    tracker: Tracker, models_dir: Path, reports_dir: Path, seconds_per_iteration: float
-) -> None:
+def _close_run(tracker: Tracker, outputs: TrainOutputs, seconds_per_iteration: float) -> None:
     """Timing (not a DVC output), plots, and the tag that links the generator to this run."""
     tracker.log_metrics({"seconds_per_iteration": seconds_per_iteration})
-    tracker.set_tags({GENERATOR_TAG: sha256_file(models_dir / "generator.keras")})
-    tracker.log_artifact(reports_dir / "losses.png")
-    tracker.log_artifact(reports_dir / "train_history.csv")
+    tracker.set_tags({GENERATOR_TAG: sha256_file(outputs.generator)})
+    tracker.log_artifact(outputs.losses)
+    tracker.log_artifact(outputs.history)
     tracker.finish()

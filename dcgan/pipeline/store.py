@@ -1,0 +1,149 @@
+"""Where MLflow's record lives: the tracking URI, and a check that it can be used.
+
+The default store is ``sqlite:///<repo>/mlflow.db`` at the *main* repository root, also
+from inside DVC's temporary experiment copies (``.dvc/tmp/exps/...``), so workspace runs
+and queued experiments land in one store. ``MLFLOW_TRACKING_URI`` overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dcgan.errors import DcganError
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+
+def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The main repository root: above ``.dvc/tmp/exps/<copy>`` if we run inside one."""
+    here = Path(start or os.getcwd()).resolve()
+    parts = here.parts
+    # A queued `dvc exp run` executes in <root>/.dvc/tmp/exps/<tmp>/...; its store would be lost.
+    for i in range(len(parts) - 3):
+        if parts[i] == ".dvc" and parts[i + 1] == "tmp" and parts[i + 2] == "exps":
+            return Path(*parts[:i])
+    for candidate in (here, *here.parents):
+        if (candidate / "dvc.yaml").is_file() or (candidate / ".dvc").is_dir():
+            return candidate
+    return here
+
+
+# Parallel experiments (`dvc queue start -j 2`) write one SQLite file at once: wait for the
+# lock for up to a minute instead of failing with "database is locked" after SQLite's 5 s.
+SQLITE_TIMEOUT_S = 60
+
+
+def tracking_uri(root: str | os.PathLike[str] | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI`` or the SQLite store at the repository root, as an absolute URI."""
+    env = os.environ.get(ENV_URI, "").strip()
+    if env:
+        return env
+    db = (Path(root) if root else repo_root()) / "mlflow.db"
+    return f"sqlite:///{db}?timeout={SQLITE_TIMEOUT_S}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (query string removed), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+def _default_artifact_root(uri: str) -> str | None:
+    """Keep artifacts next to a local SQLite store (MLflow would use ./mlruns of the cwd)."""
+    db = sqlite_path(uri)
+    return (db.parent / "mlruns").as_uri() if db else None
+
+
+def store_lock(uri: str):
+    """A lock file next to a SQLite store, serialising table creation and experiment
+    creation across processes; a no-op for servers and databases, which do their own."""
+    from contextlib import nullcontext
+
+    from filelock import FileLock
+
+    db = sqlite_path(uri)
+    return FileLock(f"{db}.lock", timeout=SQLITE_TIMEOUT_S) if db else nullcontext()
+
+
+def _enable_wal(uri: str) -> None:
+    """Write-ahead logging: readers (mlflow ui) never block a training run's writes."""
+    import sqlite3
+
+    db = sqlite_path(uri)
+    if db is not None and db.exists():
+        with sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: next to a local SQLite store, else the
+    server's or database's default (None)."""
+    root = _default_artifact_root(uri)
+    return f"{root}/{experiment}" if root else None
+
+
+def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
+    """Fail fast, before any training, if the tracking store cannot be reached or written.
+
+    Returns the URI. MLflow's own client retries an unreachable server for minutes, so a
+    server is probed once on its /health endpoint with a short timeout.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = uri or tracking_uri()
+    fix = f"start the server, or unset {ENV_URI} to use ./mlflow.db"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise urllib.error.URLError(f"HTTP {reply.status}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DcganError(
+                f"MLflow tracking server {uri} does not answer ({reason}); {fix}"
+            ) from None
+        return uri
+    db = sqlite_path(uri)
+    if db is not None:
+        folder = db.parent
+        if (
+            not folder.is_dir()
+            or not os.access(folder, os.W_OK)
+            or (db.exists() and not os.access(db, os.W_OK))
+        ):
+            raise DcganError(
+                f"MLflow tracking store {uri} cannot be written (check that "
+                f"{folder} exists and is writable), or set {ENV_URI}"
+            )
+    try:
+        from mlflow.tracking import MlflowClient
+
+        with store_lock(uri):  # the first use creates the tables: once, not once per process
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            _enable_wal(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DcganError(f"MLflow tracking store {uri} is not usable ({first}); {fix}") from None
+    return uri
+
+
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri`` for the block, then put
+    back: for the fluent calls that have no client form (``mlflow.onnx.log_model`` logs into
+    the active run, ``mlflow.register_model`` resolves logged models)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
