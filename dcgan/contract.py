@@ -17,6 +17,8 @@ PIXEL_RANGE = (-1.0, 1.0)  # images in the pipeline: uint8 x -> x / 127.5 - 1, a
 INPUT_NAME = "z"
 OUTPUT_NAME = "image"
 BATCH_DIM = "batch"  # the name of the dynamic batch dimension
+# ONNX metadata key: the SHA-256 of the .keras generator the file was exported from.
+GENERATOR_SHA256 = "generator_sha256"
 
 
 def draw_noise(n: int, z_dim: int, seed: int) -> np.ndarray:

@@ -127,6 +127,21 @@ def test_a_missing_classifier_names_the_classifier_stage(trained, tmp_path):
         _evaluate(folder, tmp_path, tolerance=1e-5, classifier="missing.keras")
 
 
+def test_an_onnx_file_from_another_generator_is_refused(trained, tmp_path):
+    import shutil
+
+    from dcgan.errors import DcganError
+
+    generator, folder = trained
+    model = generator_to_onnx(generator, 17, {"generator_sha256": "0" * 64})
+    other = tmp_path / "export"
+    shutil.copytree(folder, other)
+    onnx.save(model, str(other / "generator.onnx"))
+    with pytest.raises(DcganError, match="was exported from another generator than"):
+        _evaluate(other, tmp_path, tolerance=1e-5)
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_evaluate_fails_above_tolerance(trained, tmp_path):
     from dcgan.errors import DcganError
 

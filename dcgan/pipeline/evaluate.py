@@ -13,7 +13,7 @@ from typing import Any
 
 from dcgan import memory
 from dcgan.config import EvaluateConfig, flat_params
-from dcgan.contract import draw_noise
+from dcgan.contract import GENERATOR_SHA256, draw_noise
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.evaluation import keras_generate, parity, quality_metrics
@@ -66,6 +66,12 @@ def run(
         )
     # What the ONNX file says of itself, and its hash: they find its run and tag its version.
     meta = session.get_modelmeta().custom_metadata_map
+    exported_from = meta.get(GENERATOR_SHA256)
+    if exported_from and exported_from != sha256_file(generator_path):
+        raise DcganError(
+            f"{onnx_path} was exported from another generator than {generator_path} "
+            f"(SHA-256 {exported_from[:12]}...); re-export with `dvc repro -f export`"
+        )
     data = load_prepared(data_dir)
     memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
     classifier = load_model(classifier_path, "classifier")

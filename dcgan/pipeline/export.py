@@ -13,7 +13,7 @@ import onnx
 
 from dcgan import environment
 from dcgan.config import ExportConfig, flat_params
-from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
+from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.errors import DcganError
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, sha256_file
@@ -33,8 +33,8 @@ def run(
     lock: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Convert the generator (trained as ``training_path`` says), write the file whole, then log
-    the model into the training's MLflow run. The file's metadata carries ``env.*``:
-    ``lock``'s SHA-256 and the key packages' versions."""
+    the model into the training's MLflow run. The file's metadata carries the generator's
+    SHA-256 and ``env.*``: ``lock``'s SHA-256 and the key packages' versions."""
     generator_path, onnx_path = Path(generator_path), Path(onnx_path)
     training = read_training(Path(training_path))
     env = environment.describe(lock)
@@ -55,6 +55,7 @@ def run(
             "params": json.dumps(params, sort_keys=True),
             "trained_precision": training.get("precision", "float32"),
             "data_sha256": training["data"].get("sha256") or "",
+            GENERATOR_SHA256: generator_sha256,  # which .keras file this is (evaluate checks)
             **environment.as_tags(env),
         },
         optimize=cfg.optimize,
