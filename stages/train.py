@@ -45,6 +45,7 @@ def main() -> None:
         checkpoint_dir=args.checkpoints,
         lock=args.lock,
         store_uri=store_uri,
+        params_file=args.params,
     )
 
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from dcgan import checkpoint, environment, memory
-from dcgan.config import TrainConfig, flat_params
+from dcgan.config import TrainConfig, flat_params, load_config
 from dcgan.data import Prepared, load_prepared
+from dcgan.errors import DcganError
 from dcgan.files import sha256_file, write_json
 from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
 from dcgan.pipeline.store import check_tracking_store
@@ -65,6 +66,7 @@ def run(
     progress: bool | None = None,
     lock: str | os.PathLike[str] | None = None,
     store_uri: str | None = None,
+    params_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Train, write ``outputs``, record the run in MLflow; returns the final losses.
 
@@ -74,6 +76,10 @@ def run(
     this environment: its SHA-256 and the key packages' versions go into training.json and
     the MLflow run. ``store_uri`` is a tracking store already checked (the stage checks it
     before TensorFlow loads); without it the store is resolved and checked here.
+    ``params_file``, the file ``cfg`` was read from, is read again before the outputs are
+    written: if its train block changed meanwhile (another ``dvc exp run`` in the same
+    clone), nothing is written and the stage fails, so dvc.lock never pairs these models
+    with params that did not make them.
     """
     samples_dir = outputs.samples
     data = load_prepared(data_dir)
@@ -118,6 +124,8 @@ def run(
         )
         seconds = time.perf_counter() - start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
+        if params_file is not None:
+            _check_params_unchanged(cfg, params_file)
         final = _save_outputs(gan, history, params, env, data, outputs)
         if checkpoint_dir is not None:
             checkpoint.discard(checkpoint_dir)
@@ -148,6 +156,22 @@ def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
             "data.sha256": data.meta.get("sha256"),
         }
     )
+
+
+def _check_params_unchanged(cfg: TrainConfig, params_file: str | os.PathLike[str]) -> None:
+    """DVC records params.yaml as it is when the stage ends; it must be what trained."""
+    now = load_config("train", params_file)
+    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(now, f.name)]
+    if changed:
+        what = ", ".join(
+            f"train.{k} {getattr(cfg, k)!r} -> {getattr(now, k)!r}" for k in changed[:3]
+        )
+        raise DcganError(
+            f"{params_file} changed while training ({what}); nothing was written, since "
+            "dvc.lock would pair these models with params that did not make them. Run "
+            "parallel experiments with `dvc exp run --queue` and `dvc queue start`, then "
+            "rerun this one"
+        )
 
 
 def _warn_on_drift(lock: str | os.PathLike[str] | None) -> None:
