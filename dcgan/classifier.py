@@ -69,6 +69,11 @@ def train_classifier(cfg: ClassifierConfig, x: np.ndarray, y: np.ndarray) -> ker
 Head = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+def feature_width(model: keras.Model) -> int:
+    """How many features the FCD is computed over (the ``features`` layer's units)."""
+    return int(model.get_layer(FEATURES).units)
+
+
 def feature_head(model: keras.Model, batch_size: int = 1000) -> Head:
     """A compiled function: images -> (probabilities (N, 10), features (N, 128)), inference
     mode. Build it once per model and call it for every image set (each build traces anew)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES
+from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES, PIXEL_RANGE
 from dcgan.errors import DcganError
 from dcgan.files import atomic_dir, write_json
 
@@ -88,4 +88,28 @@ def load_prepared(data_dir: str | os.PathLike[str]) -> Prepared:
             arrays[f"{kind}_{split}"] = np.load(
                 data_dir / f"{kind}_{split}.npy", allow_pickle=False
             )
+        _check_split(data_dir, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     return Prepared(**arrays, meta=json.loads((data_dir / "meta.json").read_text()))
+
+
+def _check_split(data_dir: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Refuse, in one line, prepared data that is not what write_prepared writes: a NaN or
+    an out-of-range pixel trains a NaN generator without a word otherwise."""
+    redo = "run `dvc repro -f prepare` to write it again"
+    where = f"{data_dir}: x_{split}.npy"
+    if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE or len(x) == 0:
+        raise DcganError(
+            f"{where} holds {x.dtype} {x.shape}, not float32 (N, 28, 28, 1) images; {redo}"
+        )
+    if not np.isfinite(x).all():
+        raise DcganError(f"{where} holds NaN or infinite pixels; {redo}")
+    low, high = PIXEL_RANGE
+    if x.min() < low or x.max() > high:
+        raise DcganError(
+            f"{where} holds pixels in [{x.min():.3g}, {x.max():.3g}], outside "
+            f"[{low:g}, {high:g}]; {redo}"
+        )
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise DcganError(f"{data_dir}: y_{split}.npy does not label x_{split}.npy; {redo}")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        raise DcganError(f"{data_dir}: y_{split}.npy has labels outside 0-9; {redo}")

@@ -37,6 +37,7 @@ from dcgan import precision
 from dcgan.config import TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE, draw_noise
 from dcgan.determinism import seed_everything
+from dcgan.errors import DcganError
 from dcgan.files import atomic_path
 from dcgan.models import build_models, train_forward
 
@@ -294,7 +295,11 @@ def train_loop(
         if iteration % cfg.sample_interval == 0 or last:
             values = {k: float(v) for k, v in metrics.items()}
             if not all(np.isfinite(v) for v in values.values()):
-                log.warning("non-finite losses at iteration %d: %s", iteration, values)
+                raise DcganError(
+                    f"training diverged: non-finite losses at iteration {iteration} "
+                    f"({', '.join(f'{k} {v:g}' for k, v in values.items())}); nothing is "
+                    "saved. Lower train.g_learning_rate / d_learning_rate, or check the data"
+                )
             history.add(iteration, values)
             done = iteration - start + 1
             per_it = (time.perf_counter() - clock) / done

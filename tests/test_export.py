@@ -72,11 +72,11 @@ def test_onnx_output_does_not_depend_on_the_batch(trained):
     assert np.abs(alone - generate(session, z)).max() <= 1e-6
 
 
-def _evaluate(folder, reports, tolerance, classifier="mnist_classifier.keras"):
+def _evaluate(folder, reports, tolerance, classifier="mnist_classifier.keras", num_samples=200):
     from dcgan.config import EvaluateConfig
 
     cfg = EvaluateConfig(
-        num_samples=20, seed=0, tolerance=tolerance, registered_model="dcgan-generator"
+        num_samples=num_samples, seed=0, tolerance=tolerance, registered_model="dcgan-generator"
     )
     outputs = evaluate.EvaluateOutputs(
         metrics=reports / "metrics.json",
@@ -98,7 +98,7 @@ def test_evaluate_writes_metrics_and_grid(trained, tmp_path):
     _, folder = trained
     metrics = _evaluate(folder, tmp_path, tolerance=1e-5)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved == metrics and saved["num_samples"] == 20
+    assert saved == metrics and saved["num_samples"] == 200
     assert 0 <= saved["onnx_max_abs_diff"] <= 1e-5 and saved["onnx_within_tolerance"] is True
     assert (tmp_path / "onnx_samples.png").stat().st_size > 0
     assert (tmp_path / "samples_by_class.png").stat().st_size > 0
@@ -140,6 +140,16 @@ def test_an_onnx_file_from_another_generator_is_refused(trained, tmp_path):
     with pytest.raises(DcganError, match="was exported from another generator than"):
         _evaluate(other, tmp_path, tolerance=1e-5)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_too_few_samples_for_the_fcd_are_refused_before_any_work(trained, tmp_path):
+    """An FCD of two samples was registered as a candidate for champion."""
+    from dcgan.errors import DcganError
+
+    _, folder = trained
+    with pytest.raises(DcganError, match=r"num_samples=128 is too few .* use at least 129"):
+        _evaluate(folder, tmp_path, tolerance=1e-5, num_samples=128)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_fails_above_tolerance(trained, tmp_path):

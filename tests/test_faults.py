@@ -3,6 +3,9 @@ server does to a run."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 from dcgan.config import PrepareConfig, load_config
@@ -54,7 +57,78 @@ def test_unchanged_params_train_as_before(prepared, tmp_path):
 
     params = write_params(tmp_path / "params.yaml", train=TINY_TRAIN)
     outputs = train_outputs(tmp_path)
-    train.run(
-        load_config("train", params), prepared, outputs, progress=False, params_file=params
-    )
+    train.run(load_config("train", params), prepared, outputs, progress=False, params_file=params)
     assert outputs.generator.is_file() and outputs.metrics.is_file()
+
+
+def _damaged_copy(prepared, tmp_path, damage) -> object:
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(prepared, copy)
+    x = np.load(copy / "x_train.npy")
+    damage(x)
+    np.save(copy / "x_train.npy", x)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda x: x.__setitem__((5, 3, 3, 0), np.nan), "holds NaN or infinite pixels"),
+        (lambda x: x.__setitem__((0, 0, 0, 0), 3.0), r"holds pixels in \[-1, 3\], outside"),
+    ],
+    ids=["nan", "out-of-range"],
+)
+def test_damaged_prepared_data_is_refused_by_train_and_classifier(
+    prepared, tmp_path, capsys, damage, message
+):
+    """One NaN pixel used to train a NaN generator (and a 10 % classifier) with exit 0."""
+    from dcgan.errors import run_main
+    from dcgan.pipeline import classifier, train
+
+    data = _damaged_copy(prepared, tmp_path, damage)
+    cfg = load_config("train", write_params(tmp_path / "params.yaml", train=TINY_TRAIN))
+    outputs = train_outputs(tmp_path)
+    for call in (
+        lambda: train.run(cfg, data, outputs, progress=False),
+        lambda: classifier.run(
+            load_config("classifier", tmp_path / "params.yaml"),
+            data,
+            tmp_path / "c.keras",
+            tmp_path / "c.json",
+        ),
+    ):
+        assert run_main(call) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "x_train.npy" in errors[0], errors
+        assert re.search(message, errors[0]) and "dvc repro -f prepare" in errors[0]
+    assert not outputs.generator.exists() and not (tmp_path / "c.keras").exists()
+
+
+def test_fewer_images_than_a_batch_is_refused(tmp_path):
+    from dcgan.data import RawMnist, write_prepared
+    from dcgan.pipeline import train
+
+    digits = np.zeros((3, 28, 28), np.uint8)
+    raw = RawMnist(digits, np.arange(3), digits, np.arange(3), "three digits", "0" * 64)
+    write_prepared(raw, tmp_path / "data", {})
+    cfg = load_config("train", write_params(tmp_path / "params.yaml", train=TINY_TRAIN))
+    with pytest.raises(DcganError, match=r"train.batch_size=8 is more than the 3 training"):
+        train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+
+
+def test_a_non_finite_loss_stops_training(tiny_train_cfg, tiny_images, monkeypatch):
+    from dcgan.training import GAN, train_loop
+
+    gan = GAN(tiny_train_cfg, tiny_images)
+    real_step = gan.train_step
+
+    def diverged():
+        metrics = dict(real_step())
+        metrics["g_loss"] = np.float32("nan")
+        return metrics
+
+    monkeypatch.setattr(gan, "train_step", diverged)
+    with pytest.raises(DcganError, match="training diverged: non-finite losses at iteration 2"):
+        train_loop(gan, progress=False)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from dcgan import memory
-from dcgan.config import EvaluateConfig, flat_params
+from dcgan.classifier import feature_width
+from dcgan.config import EvaluateConfig, flat_params, params_error
 from dcgan.contract import GENERATOR_SHA256, draw_noise
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
@@ -75,6 +76,12 @@ def run(
     data = load_prepared(data_dir)
     memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
     classifier = load_model(classifier_path, "classifier")
+    width = feature_width(classifier)
+    if cfg.num_samples <= width:  # FCD fits a width x width covariance to the samples
+        raise params_error(
+            f"evaluate.num_samples={cfg.num_samples} is too few for the FCD, which fits a "
+            f"covariance of the classifier's {width} features; use at least {width + 1}"
+        )
 
     z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
     onnx_images = generate(session, z)  # (N, 28, 28, 1)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dcgan import checkpoint, environment, memory
-from dcgan.config import TrainConfig, flat_params, load_config
+from dcgan.config import TrainConfig, flat_params, load_config, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file, write_json
@@ -84,6 +84,11 @@ def run(
     samples_dir = outputs.samples
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
+    if len(data.x_train) < cfg.batch_size:  # batches are drawn with replacement: say so
+        raise params_error(
+            f"train.batch_size={cfg.batch_size} is more than the {len(data.x_train)} training "
+            f"images in {data_dir}; lower it, or prepare at least one batch of images"
+        )
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     env = environment.describe(lock)
     _warn_on_drift(lock)
