@@ -29,6 +29,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """NumPy seeds are non-negative; 32 bits, as for every seed in params.yaml."""
+    from dcgan.config import SEED_RANGE
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    low, high = SEED_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a seed in [{low}, {high}], got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcgan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", type=Path, help="generator .onnx file (default: dvc.yaml's generator artifact)"
     )
     sample.add_argument("-n", "--num", type=_positive_int, default=64, help="how many images")
-    sample.add_argument("--seed", type=int, default=0, help="seed of the noise z ~ N(0, 1)")
+    sample.add_argument("--seed", type=_seed, default=0, help="seed of the noise z ~ N(0, 1)")
     sample.add_argument("--out", type=Path, help="grid PNG to write")
     sample.add_argument(
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
@@ -104,14 +118,15 @@ def bench_command(args: argparse.Namespace) -> None:
 def runs_command(args: argparse.Namespace) -> None:
     from dcgan import environment
     from dcgan.pipeline.lineage import runs_for_file
-    from dcgan.pipeline.store import tracking_uri
+    from dcgan.pipeline.store import safe_uri, tracking_uri
 
     if not args.file.is_file():
         raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
     runs = runs_for_file(args.file)
     if not runs:
         raise DcganError(
-            f"no MLflow run at {tracking_uri()} produced {args.file}; set MLFLOW_TRACKING_URI "
+            f"no MLflow run at {safe_uri(tracking_uri())} produced {args.file}; set "
+            "MLFLOW_TRACKING_URI "
             "to the store it was trained with"
         )
     if args.file.suffix == ".onnx":

@@ -132,3 +132,68 @@ def test_a_non_finite_loss_stops_training(tiny_train_cfg, tiny_images, monkeypat
     monkeypatch.setattr(gan, "train_step", diverged)
     with pytest.raises(DcganError, match="training diverged: non-finite losses at iteration 2"):
         train_loop(gan, progress=False)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://alice:{secret}@127.0.0.1:{port}",
+        "postgresql+psycopg://alice:{secret}@127.0.0.1:{port}/mlflow",
+        "mysql://alice:{secret}@127.0.0.1:{port}/mlflow",
+    ],
+    ids=["server", "postgresql", "mysql"],
+)
+def test_a_store_that_does_not_answer_fails_fast_and_hides_the_password(uri):
+    """No retries for minutes, the host named as it is, the password never shown."""
+    import secrets
+    import time
+
+    from dcgan.pipeline.store import check_tracking_store
+
+    from .conftest import free_port
+
+    secret = secrets.token_urlsafe(12)
+    port = free_port()
+    uri = uri.format(secret=secret, port=port)
+    start = time.monotonic()
+    with pytest.raises(DcganError) as info:
+        check_tracking_store(uri, timeout=2)
+    message = str(info.value)
+    assert time.monotonic() - start < 10
+    assert secret not in message and "alice:***@127.0.0.1" in message
+    assert "does not answer" in message and "Name or service not known" not in message
+    assert "\n" not in message
+
+
+def test_safe_uri_masks_passwords_in_userinfo_and_query():
+    from dcgan.pipeline.store import safe_uri
+
+    assert safe_uri("http://u:p4ss@host:5000/x") == "http://u:***@host:5000/x"
+    assert safe_uri("postgresql://u:p%40ss@db/m?password=p2&sslmode=require") == (
+        "postgresql://u:***@db/m?password=***&sslmode=require"
+    )
+    assert safe_uri("sqlite:////tmp/mlflow.db?timeout=60") == "sqlite:////tmp/mlflow.db?timeout=60"
+    assert safe_uri("http://host:5000") == "http://host:5000"
+
+
+def test_a_garbage_sqlite_store_says_what_the_file_is(tmp_path):
+    from dcgan.pipeline.store import check_tracking_store
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DcganError) as info:
+        check_tracking_store(f"sqlite:///{db}")
+    message = str(info.value)
+    assert f"move {db} away if it is not an MLflow store" in message
+    assert "start it" not in message and "server" not in message
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_dcgan_sample_refuses_a_bad_seed_in_one_line(seed, capsys):
+    from dcgan.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--seed", seed, "--out", "never.png"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "argument --seed: expected" in err

@@ -16,7 +16,7 @@ from typing import Any
 
 from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import MODEL_URI_TAG
-from dcgan.pipeline.store import mlflow_uris, store_lock, tracking_uri
+from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock, tracking_uri
 from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ def promote(name: str, alias: str = CHAMPION, uri: str | None = None) -> Promoti
     versions = [v for v in client.search_model_versions(f"name = '{name}'") if "fcd" in v.tags]
     if not versions:
         raise DcganError(
-            f"no evaluated version of registered model {name!r} at {uri}; run `dvc repro` "
-            "(evaluate registers every generator) or set MLFLOW_TRACKING_URI"
+            f"no evaluated version of registered model {name!r} at {safe_uri(uri)}; run "
+            "`dvc repro` (evaluate registers every generator) or set MLFLOW_TRACKING_URI"
         )
     newest = max(versions, key=lambda v: int(v.version))
     key = tuple(newest.tags.get(k) for k in SAME_INSTRUMENT)

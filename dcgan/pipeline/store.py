@@ -86,28 +86,50 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return f"{root}/{experiment}" if root else None
 
 
+SECRET_KEYS = ("password", "passwd", "secret", "token", "key")  # query keys that hide values
+
+
+def safe_uri(uri: str) -> str:
+    """``uri`` with its password (and any password-like query value) replaced by ``***``: the
+    form every message, log line and tag shows."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [k for k, _ in pairs if any(s in k.lower() for s in SECRET_KEYS)]
+    if parts.password is None and not secret:
+        return uri  # unchanged: urlunsplit would also fold sqlite:////abs/path
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = urlencode([(k, "***" if k in secret else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# Default ports of the database servers MLflow's SQLAlchemy store speaks to.
+DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
 def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
     """Fail fast, before any training, if the tracking store cannot be reached or written.
 
-    Returns the URI. MLflow's own client retries an unreachable server for minutes, so a
-    server is probed once on its /health endpoint with a short timeout.
+    Returns the URI. MLflow's own client retries an unreachable server or database for
+    minutes, so a server is probed once on its /health endpoint and a database server with
+    one TCP connection, each with a short timeout. Messages never show a password.
     """
-    import urllib.error
-    import urllib.request
-
     uri = uri or tracking_uri()
-    fix = f"start the server, or unset {ENV_URI} to use ./mlflow.db"
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
-                if reply.status != 200:
-                    raise urllib.error.URLError(f"HTTP {reply.status}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DcganError(
-                f"MLflow tracking server {uri} does not answer ({reason}); {fix}"
-            ) from None
+    shown = safe_uri(uri)
+    fix = f"start it, or unset {ENV_URI} to use ./mlflow.db"
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in ("http", "https"):
+        _probe_server(uri, shown, fix, timeout)
         return uri
+    if scheme in DB_PORTS:
+        _probe_database(uri, scheme, shown, fix, timeout)
     db = sqlite_path(uri)
     if db is not None:
         folder = db.parent
@@ -117,9 +139,10 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
             or (db.exists() and not os.access(db, os.W_OK))
         ):
             raise DcganError(
-                f"MLflow tracking store {uri} cannot be written (check that "
+                f"MLflow tracking store {shown} cannot be written (check that "
                 f"{folder} exists and is writable), or set {ENV_URI}"
             )
+        fix = f"move {db} away if it is not an MLflow store, or set {ENV_URI}"
     try:
         from mlflow.tracking import MlflowClient
 
@@ -127,9 +150,56 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             _enable_wal(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DcganError(f"MLflow tracking store {uri} is not usable ({first}); {fix}") from None
+        text = str(exc).replace(uri, shown).strip()
+        first = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise DcganError(f"MLflow tracking store {shown} is not usable ({first}); {fix}") from None
     return uri
+
+
+def _probe_server(uri: str, shown: str, fix: str, timeout: float) -> None:
+    """GET /health once. urllib takes no user:password in the URL (it would look the host up
+    as ``user:password@host``), so the credentials go into a Basic header instead."""
+    import base64
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    plain = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(plain)
+    if parts.username is not None:
+        token = f"{parts.username}:{parts.password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            if reply.status != 200:
+                raise urllib.error.URLError(f"HTTP {reply.status}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DcganError(
+            f"MLflow tracking server {shown} does not answer ({reason}); {fix}"
+        ) from None
+
+
+def _probe_database(uri: str, scheme: str, shown: str, fix: str, timeout: float) -> None:
+    """One TCP connection to the database server, before MLflow's pool retries for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if not parts.hostname:  # a local socket: MLflow reports that one itself
+        return
+    port = parts.port or DB_PORTS[scheme]
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DcganError(
+            f"MLflow database server {shown} does not answer on port {port} ({reason}); {fix}"
+        ) from None
 
 
 @contextmanager

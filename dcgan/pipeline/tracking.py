@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dcgan.pipeline.lineage import find_runs
-from dcgan.pipeline.store import artifact_location, mlflow_uris, store_lock, tracking_uri
+from dcgan.pipeline.store import (
+    artifact_location,
+    mlflow_uris,
+    safe_uri,
+    store_lock,
+    tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ class Tracker:
                 if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version of ours
                     client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
         run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
-        log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
+        log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, safe_uri(uri))
         return cls(uri, run.info.run_id)
 
     @classmethod
@@ -72,7 +78,7 @@ class Tracker:
                 "MLflow run %s is not in %s; not logging this stage to MLflow "
                 "(run `dvc repro -f train` to record a new run there)",
                 run_id,
-                tracker.uri,
+                safe_uri(tracker.uri),
             )
             return None
         return tracker
@@ -91,7 +97,7 @@ class Tracker:
                 "no MLflow run in experiment %r at %s produced this %s (%s %s...); not "
                 "logging this stage to MLflow (run `dvc repro -f train` to record one there)",
                 experiment,
-                uri,
+                safe_uri(uri),
                 what,
                 tag,
                 sha256[:12],
