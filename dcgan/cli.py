@@ -155,22 +155,50 @@ def promote_command(args: argparse.Namespace) -> None:
     print(promote(args.name, args.alias))
 
 
+# One PNG grid holds at most 64 x 64 tiles (1 792 px square); larger -n goes to --npy alone.
+MAX_GRID_IMAGES = 4096
+# Images generated per onnxruntime call when streaming to --npy: ~13 MB of pixels at a time.
+SAMPLE_CHUNK = 4096
+
+
 def sample_command(args: argparse.Namespace) -> None:
-    from dcgan.contract import draw_noise
+    import shutil
+
+    from dcgan.contract import IMAGE_SHAPE, draw_noise, noise_chunks
     from dcgan.plots import save_grid
     from dcgan.sampling import generate, load_session, z_dim_of
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
+    if args.out is not None and args.num > MAX_GRID_IMAGES:
+        raise DcganError(
+            f"-n {args.num} is too many images for one grid (at most {MAX_GRID_IMAGES}); "
+            "lower -n, or write only --npy"
+        )
+    if args.npy is not None:
+        needed = args.num * int(np.prod(IMAGE_SHAPE)) * 4
+        free = shutil.disk_usage(args.npy.resolve().parent if args.npy.parent.exists() else ".")
+        if needed > free.free:
+            raise DcganError(
+                f"-n {args.num} needs {needed / 1e9:,.1f} GB for {args.npy} and "
+                f"{free.free / 1e9:,.1f} GB are free there; lower -n"
+            )
     session = load_session(args.model or _generator_artifact())
-    images = generate(session, draw_noise(args.num, z_dim_of(session), args.seed))
-    if args.out is not None:
+    z_dim = z_dim_of(session)
+    if args.out is not None:  # a grid's worth: small enough to hold at once
+        images = generate(session, draw_noise(args.num, z_dim, args.seed))
         save_grid(images, args.out, cols=args.cols)
         log.info("wrote %d samples to %s", len(images), args.out)
     if args.npy is not None:
+        shape = (args.num, *IMAGE_SHAPE)
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
         with atomic_path(args.npy) as tmp, open(tmp, "wb") as f:
-            np.save(f, images)
-        log.info("wrote %s %s to %s", images.dtype, images.shape, args.npy)
+            # The .npy header, then the images appended chunk by chunk: memory stays at one
+            # chunk for any -n (a memory map would count every written page as resident).
+            np.lib.format.write_array_header_1_0(f, header)
+            for z in noise_chunks(args.num, z_dim, args.seed, SAMPLE_CHUNK):
+                f.write(generate(session, z).astype("<f4", copy=False).tobytes())
+        log.info("wrote float32 %s to %s", shape, args.npy)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,8 @@ its input shape (``.keras`` and ONNX alike); read it from there.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 IMAGE_SHAPE = (28, 28, 1)  # MNIST digits, NHWC: height, width, one grey channel
@@ -25,3 +27,11 @@ def draw_noise(n: int, z_dim: int, seed: int) -> np.ndarray:
     """z ~ N(0, 1), float32 (n, z_dim), from a seeded NumPy generator: the progress grids'
     fixed batch, evaluation's samples, the export check and ``dcgan sample`` all draw here."""
     return np.random.default_rng(seed).standard_normal((n, z_dim)).astype(np.float32)
+
+
+def noise_chunks(n: int, z_dim: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
+    """The rows of ``draw_noise(n, z_dim, seed)``, ``chunk`` at a time: the same numbers
+    (NumPy fills rows in order from one stream), in bounded memory."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, chunk):
+        yield rng.standard_normal((min(chunk, n - start), z_dim)).astype(np.float32)

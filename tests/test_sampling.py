@@ -101,3 +101,70 @@ def test_wrong_z_width(onnx_file):
 def test_nothing_to_write(onnx_file, capsys):
     assert main(["sample", "--model", str(onnx_file)]) == 2
     assert "pass --out" in capsys.readouterr().err
+
+
+def test_noise_chunks_are_the_rows_of_one_draw():
+    from dcgan.contract import draw_noise, noise_chunks
+
+    chunks = list(noise_chunks(23, 5, seed=3, chunk=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 2]
+    assert np.array_equal(np.concatenate(chunks), draw_noise(23, 5, seed=3))
+
+
+def test_npy_streamed_in_chunks_equals_one_batch(onnx_file, tmp_path, monkeypatch):
+    import dcgan.cli
+    from dcgan.contract import draw_noise
+
+    monkeypatch.setattr(dcgan.cli, "SAMPLE_CHUNK", 7)
+    out = tmp_path / "s.npy"
+    assert (
+        main(["sample", "--model", str(onnx_file), "-n", "20", "--seed", "4", "--npy", str(out)])
+        == 0
+    )
+    expected = generate(load_session(onnx_file), draw_noise(20, 100, seed=4))
+    assert np.array_equal(np.load(out), expected)
+
+
+def test_a_grid_too_large_to_draw_is_refused_before_any_work(onnx_file, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    code = main(["sample", "--model", str(onnx_file), "-n", "4097", "--out", str(out)])
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "too many images for one grid (at most 4096)" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npy_larger_than_the_free_disk_is_refused(onnx_file, tmp_path, capsys):
+    out = tmp_path / "huge.npy"
+    code = main(["sample", "--model", str(onnx_file), "-n", str(10**12), "--npy", str(out)])
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "GB are free there; lower -n" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _peak_rss_mb(onnx_file, tmp_path, n: int) -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of this pytest
+    # process (TensorFlow loaded) would report the parent's peak.
+    script = textwrap.dedent(f"""
+        import re
+        from dcgan.cli import main
+        assert main(["sample", "--model", r"{onnx_file}", "-n", "{n}",
+                     "--npy", r"{tmp_path / f"{n}.npy"}"]) == 0
+        status = open("/proc/self/status").read()
+        print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.split()[-1])
+
+
+@pytest.mark.slow  # generates 100 000 images
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_large_n_is_streamed_in_bounded_memory(onnx_file, tmp_path):
+    """-n 10 000 000 reached 11.8 GB within a minute when every image was held at once. Here
+    100 000 images (313 MB of pixels) must cost no more memory than one chunk's worth."""
+    small = _peak_rss_mb(onnx_file, tmp_path, 4096)
+    large = _peak_rss_mb(onnx_file, tmp_path, 100_000)
+    assert large < small + 100, (small, large)  # holding them all would add >= 313 MB
+    assert np.load(tmp_path / "100000.npy", mmap_mode="r").shape == (100_000, 28, 28, 1)
