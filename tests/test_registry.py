@@ -130,6 +130,27 @@ def test_every_evaluated_generator_is_a_version_with_its_metrics(store):
         assert version.tags["classifier_sha256"] == sha256_file(root / "classifier.keras")
 
 
+def test_evaluating_the_same_bytes_again_reuses_their_version(store, monkeypatch):
+    """`dvc repro -f evaluate` registered versions 3, 4, 5 of identical ONNX bytes."""
+    from dcgan.pipeline import evaluate
+
+    root, uri, metrics = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    work, cfg = root / "seed0", load_all(ROOT / "params.yaml")["evaluate"]
+    paths = stage_paths("evaluate", work)
+    again = evaluate.run(
+        dataclasses.replace(cfg, num_samples=300),
+        paths["onnx"],
+        paths["generator"],
+        root / "classifier.keras",
+        root / "data",
+        evaluate_outputs(work),
+    )
+    assert again["fcd"] == pytest.approx(metrics[0]["fcd"])
+    versions = client(uri).search_model_versions(f"name = '{MODEL}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+
+
 def test_promote_picks_the_lowest_fcd_among_comparable_versions(store, capsys):
     from dcgan.cli import main
 

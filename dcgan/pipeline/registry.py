@@ -33,6 +33,7 @@ def register(
     of ``name``, tagged with the float figures of ``metrics`` (evaluate's metrics.json) and
     ``tags``; returns the version."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     model_uri = tracker.client.get_run(tracker.run_id).data.tags.get(MODEL_URI_TAG)
     if not model_uri:
@@ -43,9 +44,34 @@ def register(
     version_tags = {**measured, **tags}
     # parallel experiments may create the model at once
     with mlflow_uris(tracker.uri), store_lock(tracker.uri):
+        registry = MlflowClient(tracking_uri=tracker.uri, registry_uri=tracker.uri)
+        same = _same_generator(registry, name, tags)
+        if same is not None:  # `dvc repro -f evaluate`: the same bytes, measured the same way
+            for key, value in measured.items():
+                registry.set_model_version_tag(name, same, key, value)
+            log.info("version %s of %r is already this generator; metrics refreshed", same, name)
+            return same
         version = mlflow.register_model(model_uri, name, tags=version_tags)
     log.info("registered %s as version %s of %r", model_uri, version.version, name)
     return str(version.version)
+
+
+def _same_generator(registry, name: str, tags: Mapping[str, str]) -> str | None:
+    """The version of ``name`` holding the same ONNX bytes scored with the same classifier on
+    the same data, if there is one."""
+    from mlflow.exceptions import MlflowException
+
+    identity = {k: tags.get(k) for k in ("onnx_sha256", *SAME_INSTRUMENT)}
+    if not all(identity.values()):
+        return None
+    try:
+        versions = registry.search_model_versions(f"name = '{name}'")
+    except MlflowException:  # no such registered model yet
+        return None
+    for version in versions:
+        if all(version.tags.get(k) == v for k, v in identity.items()):
+            return str(version.version)
+    return None
 
 
 @dataclass
