@@ -99,7 +99,10 @@ def _generator_artifact() -> Path:
     """The ONNX generator as dvc.yaml names it (the ``generator`` artifact)."""
     from dcgan.pipeline.layout import artifact_path
 
-    return Path(artifact_path("generator"))
+    try:
+        return Path(artifact_path("generator"))
+    except DcganError as exc:
+        raise DcganError(f"{exc}, or pass --model path/to/generator.onnx") from None
 
 
 def bench_command(args: argparse.Namespace) -> None:

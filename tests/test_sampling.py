@@ -168,3 +168,10 @@ def test_large_n_is_streamed_in_bounded_memory(onnx_file, tmp_path):
     large = _peak_rss_mb(onnx_file, tmp_path, 100_000)
     assert large < small + 100, (small, large)  # holding them all would add >= 313 MB
     assert np.load(tmp_path / "100000.npy", mmap_mode="r").shape == (100_000, 28, 28, 1)
+
+
+def test_without_model_outside_a_repository_says_to_pass_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--out", "grid.png"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "dvc.yaml not found" in errors[0] and "--model" in errors[0]
