@@ -40,3 +40,24 @@ def test_a_file_no_run_produced(tmp_path, capsys):
     assert os.environ["MLFLOW_TRACKING_URI"] in err[0]
     assert main(["runs", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx not found" in capsys.readouterr().err
+
+
+def test_mlflow_uris_leaves_mlflow_as_it_found_it(tmp_path, monkeypatch):
+    """Export and the registry set MLflow's process-wide URIs for one call; afterwards the
+    registry must follow the tracking URI again (a pinned one sent later runs elsewhere)."""
+    import mlflow
+
+    from dcgan.pipeline.store import mlflow_uris
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = [mlflow.get_tracking_uri(), mlflow.get_registry_uri()]
+    before_env = [os.environ.get(name) for name in names]
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with mlflow_uris(other):
+        assert mlflow.get_tracking_uri() == other and mlflow.get_registry_uri() == other
+    assert [mlflow.get_tracking_uri(), mlflow.get_registry_uri()] == before
+    assert [os.environ.get(name) for name in names] == before_env
+    third = f"sqlite:///{tmp_path / 'third.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", third)
+    assert mlflow.get_registry_uri() == third

@@ -205,15 +205,30 @@ def _probe_database(uri: str, scheme: str, shown: str, fix: str, timeout: float)
 @contextmanager
 def mlflow_uris(uri: str) -> Iterator[None]:
     """MLflow's process-wide tracking and registry URIs set to ``uri`` for the block, then put
-    back: for the fluent calls that have no client form (``mlflow.onnx.log_model`` logs into
-    the active run, ``mlflow.register_model`` resolves logged models)."""
-    import mlflow
+    back exactly as they were: for the fluent calls that have no client form
+    (``mlflow.onnx.log_model`` logs into the active run, ``mlflow.register_model`` resolves
+    logged models).
 
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    ``mlflow.set_*_uri`` also export ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, and
+    ``get_registry_uri()`` returns a resolved default, so setting back what the getters
+    return would pin the registry to an old store. The module values and the environment
+    variables are saved and restored as they were (unset stays unset).
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
