@@ -102,7 +102,7 @@ def _generator_artifact() -> Path:
     try:
         return Path(artifact_path("generator"))
     except DcganError as exc:
-        raise DcganError(f"{exc}, or pass --model path/to/generator.onnx") from None
+        raise DcganError(f"{exc}, or pass --model with the generator's .onnx file") from None
 
 
 def bench_command(args: argparse.Namespace) -> None:
