@@ -75,11 +75,15 @@ def locked_versions(lock: str | os.PathLike[str]) -> dict[str, str]:
     return versions
 
 
-def drift(lock: str | os.PathLike[str]) -> dict[str, tuple[str, str]]:
-    """Key packages whose installed version is not the lock's: ``{name: (installed, locked)}``."""
+def drift(
+    lock: str | os.PathLike[str], described: dict[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Key packages whose installed version is not the lock's: ``{name: (installed, locked)}``.
+    ``described``: this process's :func:`describe`, if already made (its versions are used)."""
     locked = locked_versions(lock)
+    installed = described or {name: installed_version(name) for name in KEY_PACKAGES}
     return {
-        name: (installed_version(name), locked.get(name, "not locked"))
+        name: (installed[name], locked.get(name, "not locked"))
         for name in KEY_PACKAGES
-        if installed_version(name) != locked.get(name)
+        if installed[name] != locked.get(name)
     }

@@ -81,7 +81,6 @@ def run(
     clone), nothing is written and the stage fails, so dvc.lock never pairs these models
     with params that did not make them.
     """
-    samples_dir = outputs.samples
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
     if len(data.x_train) < cfg.batch_size:  # batches are drawn with replacement: say so
@@ -91,10 +90,10 @@ def run(
         )
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     env = environment.describe(lock)
-    _warn_on_drift(lock)
+    _warn_on_drift(lock, env)
     store_uri = store_uri or check_tracking_store()
 
-    _clear(samples_dir)
+    _clear(outputs.samples)
     gan = GAN(cfg, data.x_train)
     log.info("training in %s (%s)", gan.precision, gan.precision_reason)
     # A checkpoint made in one precision must not resume in another (auto may resolve
@@ -103,7 +102,7 @@ def run(
         {**params, "train.precision_resolved": gan.precision, **environment.as_tags(env)}, data
     )
     resumed = (
-        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, samples_dir)
+        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, outputs.samples)
         if checkpoint_dir is not None
         else None
     )
@@ -112,12 +111,12 @@ def run(
     tracker.set_tags({"precision": gan.precision})
     try:
         callbacks: list[Callback] = [
-            SaveGrid(samples_dir),
-            LogInterval(tracker, logged, samples_dir),
+            SaveGrid(outputs.samples),
+            LogInterval(tracker, logged, outputs.samples),
         ]
         if checkpoint_dir is not None:
             callbacks.append(
-                SaveCheckpoint(checkpoint_dir, gan, tracker.run_id, identity, samples_dir)
+                SaveCheckpoint(checkpoint_dir, gan, tracker.run_id, identity, outputs.samples)
             )
         start = time.perf_counter()
         history = train_loop(
@@ -179,11 +178,11 @@ def _check_params_unchanged(cfg: TrainConfig, params_file: str | os.PathLike[str
         )
 
 
-def _warn_on_drift(lock: str | os.PathLike[str] | None) -> None:
+def _warn_on_drift(lock: str | os.PathLike[str] | None, env: dict[str, str]) -> None:
     """The record shows the installed versions either way; say when they are not the lock's."""
     if lock is None:
         return
-    for name, (installed, locked) in environment.drift(lock).items():
+    for name, (installed, locked) in environment.drift(lock, env).items():
         log.warning(
             "%s %s is installed but %s pins %s; ./run installs exactly the lock",
             name,
