@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -193,41 +195,67 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def start_mlflow_server(folder: Path, backend_uri: str, port: int) -> subprocess.Popen:
+    """`mlflow server` (one worker) on 127.0.0.1:``port`` over ``backend_uri``, artifacts in
+    ``folder/artifacts``, in a process group of its own; returns once /health answers."""
+    with open(folder / "mlflow-server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                backend_uri,
+                "--artifacts-destination",
+                str(folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            start_new_session=True,  # mlflow server starts uvicorn: stop the whole group
+        )
+    try:
+        wait_until_serving(
+            f"http://127.0.0.1:{port}/health",
+            proc,
+            folder / "mlflow-server.log",
+            "mlflow server",
+            timeout=120,
+        )
+    except BaseException:
+        stop_group(proc, signal.SIGKILL)
+        raise
+    return proc
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the process group ``proc`` leads and wait for it (SIGKILL after 30 s)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 @contextmanager
 def mlflow_server(folder: Path, backend_uri: str) -> Iterator[str]:
     """`mlflow server` on a free loopback port over ``backend_uri``; yields its URL."""
     port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            backend_uri,
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-    )
+    proc = start_mlflow_server(folder, backend_uri, port)
     try:
-        log_path = folder / "mlflow-server.log"
-        wait_until_serving(f"{uri}/health", proc, log_path, "mlflow server", timeout=120)
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        stop_group(proc)
 
 
 def wait_until_serving(

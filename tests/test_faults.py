@@ -197,3 +197,52 @@ def test_dcgan_sample_refuses_a_bad_seed_in_one_line(seed, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "argument --seed: expected" in err
+
+
+def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monkeypatch):
+    import secrets
+    import time
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from dcgan.pipeline.tracking import RETRY_ENV, TrackerUnavailable, call_store
+
+    secret = secrets.token_hex(8)
+    uri = f"http://alice:{secret}@127.0.0.1:9"
+    calls = []
+
+    def flaky(fails: int):
+        calls.append(time.monotonic())
+        if len(calls) <= fails:
+            raise MlflowException(
+                "API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with "
+                "exception ... [Errno 111] Connection refused'))"
+            )
+        return "logged"
+
+    monkeypatch.setenv(RETRY_ENV, "3")
+    assert call_store(uri, "logging metrics", flaky, 2) == "logged" and len(calls) == 3
+
+    calls.clear()
+    start = time.monotonic()
+    with pytest.raises(TrackerUnavailable) as info:
+        call_store(uri, "logging metrics", flaky, 10**6)
+    assert 3 <= time.monotonic() - start < 3 + 2
+    message = str(info.value)
+    assert "alice:***@127.0.0.1:9 did not answer for 3 s" in message
+    assert "logging metrics: Connection refused" in message
+    assert secret not in message and "\n" not in message
+
+    def missing():
+        calls.append(1)
+        raise MlflowException("no such run", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    calls.clear()
+    with pytest.raises(MlflowException):  # a retry cannot fix it: at once
+        call_store(uri, "reading the run", missing)
+    assert calls == [1]
+
+    monkeypatch.setenv(RETRY_ENV, "forever")
+    with pytest.raises(DcganError, match=f"{RETRY_ENV}='forever' is not a number of seconds"):
+        call_store(uri, "logging metrics", flaky, 0)

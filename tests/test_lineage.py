@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+import pytest
+
 from dcgan.cli import main
 from dcgan.pipeline.lineage import GENERATOR_TAG, ONNX_TAG, runs_for_file
 from dcgan.pipeline.tracking import Tracker
@@ -61,3 +63,87 @@ def test_mlflow_uris_leaves_mlflow_as_it_found_it(tmp_path, monkeypatch):
     third = f"sqlite:///{tmp_path / 'third.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", third)
     assert mlflow.get_registry_uri() == third
+
+
+def test_a_run_whose_process_died_is_closed_as_killed_by_the_next(tmp_path):
+    """A train stage killed before its first checkpoint leaves its run RUNNING; the next
+    train on this machine marks it KILLED. Live processes' runs and other machines' runs
+    stay RUNNING."""
+    import socket
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from dcgan.pipeline.tracking import HOST_TAG, PID_TAG, Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid, host = gone.stdout.strip(), socket.gethostname()
+    owners = {
+        "dead": {HOST_TAG: host, PID_TAG: dead_pid},
+        "alive": {HOST_TAG: host, PID_TAG: str(os.getppid())},
+        "elsewhere": {HOST_TAG: "another-machine", PID_TAG: dead_pid},
+        "older": {},  # no tags: made by an earlier version of the stage
+    }
+    runs = {name: Tracker.start("e", name, tags, uri=uri).run_id for name, tags in owners.items()}
+
+    current = Tracker.start("e", "current", uri=uri)
+    assert current.close_abandoned() == [runs["dead"]]
+
+    client = MlflowClient(tracking_uri=uri)
+    status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {
+        "dead": "KILLED",
+        "alive": "RUNNING",
+        "elsewhere": "RUNNING",
+        "older": "RUNNING",
+    }
+    assert client.get_run(current.run_id).info.status == "RUNNING"
+
+
+def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
+    """Export logs into the training run, which train closed: it must not turn RUNNING (a
+    kill would leave it so) nor get a new end time."""
+    import numpy as np
+    import onnx
+    from mlflow.tracking import MlflowClient
+    from onnx import TensorProto, helper
+
+    from dcgan.pipeline.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker.start("e", "trained", uri=uri)
+    tracker.finish()
+    client = MlflowClient(tracking_uri=uri)
+    before = client.get_run(tracker.run_id).info
+    seen = []
+    original = client.__class__.log_outputs
+
+    def spy(self, run_id, models):  # the one call that touches the run while logging
+        seen.append(self.get_run(run_id).info.status)
+        return original(self, run_id, models)
+
+    x = helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 2])
+    y = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2])
+    graph = helper.make_graph([helper.make_node("Identity", ["z"], ["image"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    example = np.ones((1, 2), np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(client.__class__, "log_outputs", spy)
+        model_uri = tracker.log_onnx_model(model, "generator", example, {"image": example})
+
+    after = client.get_run(tracker.run_id)
+    assert seen == ["FINISHED"]
+    assert after.info.status == "FINISHED" and after.info.end_time == before.end_time
+    assert model_uri.startswith("models:/")
+    logged = client.get_logged_model(model_uri.split("/", 1)[1])
+    assert logged.source_run_id == tracker.run_id
+    assert logged.experiment_id == before.experiment_id

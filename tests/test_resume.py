@@ -160,3 +160,91 @@ def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
     assert elapsed < 30  # includes TensorFlow's start-up; the check itself takes < 10 s
     assert not (tmp_path / "models").exists() and not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "reports").exists()
+
+
+DIES = {**TRAIN, "iterations": 200, "sample_interval": 2, "checkpoint_interval": 50}
+
+
+def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_path):
+    """Kill -9 a real `mlflow server` at iteration 10: the stage stops within the retry
+    budget with one line that names the server (never its password) and checkpoints the
+    last interval; after a restart the rerun completes the same run, every interval once,
+    and the generator is the uninterrupted one, byte for byte."""
+    import secrets
+
+    from mlflow.tracking import MlflowClient
+
+    from dcgan.pipeline.tracking import RETRY_ENV
+
+    from .conftest import start_mlflow_server, stop_group
+
+    params = write_params(tmp_path / "params.yaml", train=DIES)
+
+    def cmd(name: str) -> list[str]:
+        out = tmp_path / name
+        return stage_command(
+            "train", out, params=params, data=workdir / "data", checkpoints=out / "ckpt"
+        )
+
+    reference = subprocess.run(
+        cmd("straight"),
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'straight.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert reference.returncode == 0, reference.stderr
+
+    folder = tmp_path / "server"
+    folder.mkdir()
+    backend, port, secret = f"sqlite:///{folder / 'mlflow.db'}", free_port(), secrets.token_hex(8)
+    uri = f"http://alice:{secret}@127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, RETRY_ENV: "15"}
+    server = start_mlflow_server(folder, backend, port)
+    try:
+        proc = subprocess.Popen(
+            cmd("crashed"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        grid = tmp_path / "crashed/reports/samples/iter_000010.png"
+        deadline = time.monotonic() + 300
+        while not grid.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop_group(server, signal.SIGKILL)
+        killed = time.monotonic()
+        _, stderr = proc.communicate(timeout=300)
+        waited = time.monotonic() - killed
+    finally:
+        stop_group(server, signal.SIGKILL)
+
+    assert proc.returncode == 2, stderr[-3000:]
+    assert waited < 15 + 30, waited  # the budget, plus the steps to the next interval and exit
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr[-3000:]
+    assert f"alice:***@127.0.0.1:{port} did not answer for 15 s" in errors[0]
+    assert "Traceback" not in stderr and secret not in stderr
+    state = json.loads((tmp_path / "crashed/ckpt/state.json").read_text())
+    assert 10 <= state["iteration"] < DIES["iterations"] and state["iteration"] % 2 == 0
+    assert f"checkpointed at iteration {state['iteration']}" in errors[0]
+    assert not (tmp_path / "crashed/models/generator.keras").exists()
+
+    server = start_mlflow_server(folder, backend, port)
+    try:
+        rerun = subprocess.run(cmd("crashed"), env=env, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert secret not in rerun.stderr
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        experiment = client.get_experiment_by_name(DIES["experiment"])
+        (run,) = client.search_runs([experiment.experiment_id])
+        history = client.get_metric_history(run.info.run_id, "d_loss")
+        grids = {f.path for f in client.list_artifacts(run.info.run_id, "samples")}
+    finally:
+        stop_group(server)
+
+    assert run.info.status == "FINISHED"
+    intervals = range(2, DIES["iterations"] + 1, 2)
+    assert sorted(m.step for m in history) == list(intervals)  # each interval once
+    assert grids == {f"samples/iter_{i:06d}.png" for i in intervals}
+    assert (tmp_path / "crashed/models/generator.keras").read_bytes() == (
+        tmp_path / "straight/models/generator.keras"
+    ).read_bytes()
+    assert not (tmp_path / "crashed/ckpt").exists()

@@ -17,7 +17,7 @@ from typing import Any
 from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import MODEL_URI_TAG
 from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock, tracking_uri
-from dcgan.pipeline.tracking import Tracker
+from dcgan.pipeline.tracking import Tracker, call_store
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +35,32 @@ def register(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    model_uri = tracker.client.get_run(tracker.run_id).data.tags.get(MODEL_URI_TAG)
+    model_uri = tracker.tags().get(MODEL_URI_TAG)
     if not model_uri:
         log.warning("run %s holds no logged generator; not registering it", tracker.run_id)
         return None
     # Every measured figure of the evaluate stage (its metrics.json), as a float.
     measured = {k: repr(v) for k, v in metrics.items() if isinstance(v, float)}
     version_tags = {**measured, **tags}
-    # parallel experiments may create the model at once
-    with mlflow_uris(tracker.uri), store_lock(tracker.uri):
-        registry = MlflowClient(tracking_uri=tracker.uri, registry_uri=tracker.uri)
-        same = _same_generator(registry, name, tags)
-        if same is not None:  # `dvc repro -f evaluate`: the same bytes, measured the same way
-            for key, value in measured.items():
-                registry.set_model_version_tag(name, same, key, value)
-            log.info("version %s of %r is already this generator; metrics refreshed", same, name)
-            return same
-        version = mlflow.register_model(model_uri, name, tags=version_tags)
-    log.info("registered %s as version %s of %r", model_uri, version.version, name)
-    return str(version.version)
+
+    def attempt() -> tuple[str, bool]:
+        # Safe to retry: a version registered by a try whose answer was lost is found again.
+        with mlflow_uris(tracker.uri), store_lock(tracker.uri):  # parallel experiments
+            registry = MlflowClient(tracking_uri=tracker.uri, registry_uri=tracker.uri)
+            same = _same_generator(registry, name, tags)
+            if same is not None:  # `dvc repro -f evaluate`: the same bytes, measured the same
+                for key, value in measured.items():
+                    registry.set_model_version_tag(name, same, key, value)
+                return same, True
+            version = mlflow.register_model(model_uri, name, tags=version_tags)
+            return str(version.version), False
+
+    version, reused = call_store(tracker.uri, "registering the generator", attempt)
+    if reused:
+        log.info("version %s of %r is already this generator; metrics refreshed", version, name)
+    else:
+        log.info("registered %s as version %s of %r", model_uri, version, name)
+    return version
 
 
 def _same_generator(registry, name: str, tags: Mapping[str, str]) -> str | None:

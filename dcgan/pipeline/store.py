@@ -203,11 +203,12 @@ def _probe_database(uri: str, scheme: str, shown: str, fix: str, timeout: float)
 
 
 @contextmanager
-def mlflow_uris(uri: str) -> Iterator[None]:
+def mlflow_uris(uri: str, experiment_id: str | None = None) -> Iterator[None]:
     """MLflow's process-wide tracking and registry URIs set to ``uri`` for the block, then put
     back exactly as they were: for the fluent calls that have no client form
-    (``mlflow.onnx.log_model`` logs into the active run, ``mlflow.register_model`` resolves
-    logged models).
+    (``mlflow.onnx.log_model`` creates its logged model in the current experiment,
+    ``mlflow.register_model`` resolves logged models). ``experiment_id`` makes that
+    experiment current for the block (as ``MLFLOW_EXPERIMENT_ID``), without starting a run.
 
     ``mlflow.set_*_uri`` also export ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, and
     ``get_registry_uri()`` returns a resolved default, so setting back what the getters
@@ -218,11 +219,19 @@ def mlflow_uris(uri: str) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    names = (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+    )
     saved_env = {name: os.environ.get(name) for name in names}
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if experiment_id is not None:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+        os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)  # it would win over the id
     try:
         yield
     finally:

@@ -1,15 +1,25 @@
 """MLflow: one run per training, continued by export and evaluate, through :class:`Tracker`, a
 client addressed by run id. Where the record lives is dcgan.pipeline.store; how a file finds
-its runs is dcgan.pipeline.lineage."""
+its runs is dcgan.pipeline.lineage.
+
+Every call to the store is retried for at most ``DCGAN_TRACKING_RETRY_SECONDS`` (default 60)
+and then raises :class:`TrackerUnavailable`: MLflow's own client retries a dead server for
+~8 minutes, so its HTTP retries are switched off for our calls and each request is bounded.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import find_runs
 from dcgan.pipeline.store import (
     artifact_location,
@@ -24,17 +34,141 @@ log = logging.getLogger(__name__)
 # The UI opens an experiment on its training runs (not its GenAI view) with this tag.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
+RETRY_ENV = "DCGAN_TRACKING_RETRY_SECONDS"
+RETRY_SECONDS = 60.0
+REQUEST_TIMEOUT_S = 10  # one HTTP request; a server that hangs costs at most this per try
+# MLflow error codes that a retry cannot fix (the run or key is missing, the request is wrong,
+# the credentials are): raised at once. Anything else (a refused connection, a timeout, a 5xx,
+# a locked or unreachable database) is retried until the budget runs out.
+PERMANENT = {
+    "RESOURCE_DOES_NOT_EXIST",
+    "RESOURCE_ALREADY_EXISTS",
+    "INVALID_PARAMETER_VALUE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "INVALID_STATE",
+    "NOT_FOUND",
+}
+
+T = TypeVar("T")
+
+
+class TrackerUnavailable(DcganError):
+    """The tracking store did not answer within the retry budget."""
+
+
+def retry_seconds() -> float:
+    """The retry budget: ``$DCGAN_TRACKING_RETRY_SECONDS`` or 60."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    if not text:
+        return RETRY_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # also false for nan
+        raise DcganError(
+            f"{RETRY_ENV}={text!r} is not a number of seconds in (0, 3600]; "
+            f"set it to e.g. 60, or unset it for the default {RETRY_SECONDS:.0f}"
+        )
+    return value
+
+
+@contextmanager
+def _bounded_requests(timeout: int) -> Iterator[None]:
+    """One try per call with a request timeout, for the block; the environment is put back."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth a retry: the store did not answer, or answered with a server-side error. A
+    client error (see PERMANENT), our own errors and programming errors are raised at once."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in PERMANENT
+    if isinstance(exc, OSError):  # also requests' connection errors and timeouts
+        return True
+    try:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+    except ImportError:  # pragma: no cover - MLflow installs SQLAlchemy
+        return False
+    return isinstance(exc, (InterfaceError, OperationalError))
+
+
+def _cause(exc: BaseException) -> str:
+    """A short reason, without URLs (MLflow's messages repeat the whole request URL)."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    if "timeout" in text.lower() or "timed out" in text.lower():
+        return "timed out"
+    status = re.search(r"error code (\d{3})", text)
+    if status:
+        return f"HTTP {status.group(1)}"
+    return type(exc).__name__
+
+
+def call_store(uri: str, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` against the store at ``uri``, retried with backoff for at most
+    :func:`retry_seconds`; then :class:`TrackerUnavailable`, naming the store (password
+    masked), what was being done and why."""
+    budget = retry_seconds()
+    deadline = time.monotonic() + budget
+    delay, tries = 0.5, 0
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with _bounded_requests(max(1, min(REQUEST_TIMEOUT_S, int(left)))):
+                return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
+            if not _transient(exc):
+                raise
+            tries += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TrackerUnavailable(
+                    f"MLflow tracking store {safe_uri(uri)} did not answer for {budget:.0f} s "
+                    f"({what}: {_cause(exc)}, {tries} tries; {RETRY_ENV} sets the budget)"
+                ) from None
+            log.warning(
+                "MLflow tracking store %s: %s failed (%s); retrying for up to %.0f s more",
+                safe_uri(uri),
+                what,
+                _cause(exc),
+                left,
+            )
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 8.0)
+
 
 class Tracker:
     """A thin handle on one MLflow run, addressed by id: no active run or URI is left set in
-    MLflow's process-wide state (the one fluent call runs inside :func:`mlflow_uris`)."""
+    MLflow's process-wide state (the one fluent call runs inside :func:`mlflow_uris`). Every
+    call goes through :func:`call_store`: bounded in time, then :class:`TrackerUnavailable`."""
 
     def __init__(self, uri: str, run_id: str) -> None:
         from mlflow.tracking import MlflowClient
 
+        retry_seconds()  # a bad budget fails before anything is logged
         self.uri = uri
         self.run_id = run_id
         self.client = MlflowClient(tracking_uri=uri)
+
+    def _call(self, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return call_store(self.uri, what, fn, *args, **kwargs)
 
     @classmethod
     def start(
@@ -45,34 +179,29 @@ class Tracker:
         uri: str | None = None,
     ) -> Tracker:
         """Create a run in ``experiment`` (created on first use)."""
-        from mlflow.tracking import MlflowClient
-
         uri = uri or tracking_uri()
-        client = MlflowClient(tracking_uri=uri)
-        with store_lock(uri):  # two queued experiments may create the experiment at once
-            exp = client.get_experiment_by_name(experiment)
-            if exp is None:
-                exp_id = client.create_experiment(
-                    experiment,
-                    artifact_location=artifact_location(uri, experiment),
-                    tags={EXPERIMENT_KIND: MODEL_TRAINING},
-                )
-            else:
-                exp_id = exp.experiment_id
-                if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version of ours
-                    client.set_experiment_tag(exp_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
-        log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, safe_uri(uri))
-        return cls(uri, run.info.run_id)
+        tracker = cls(uri, "")
+        exp_id = tracker._call("creating the experiment", _experiment_id, tracker, experiment)
+        run = tracker._call(
+            "creating the run",
+            tracker.client.create_run,
+            exp_id,
+            run_name=run_name,
+            tags=dict(tags or {}),
+        )
+        tracker.run_id = run.info.run_id
+        log.info("MLflow run %s in experiment %r at %s", tracker.run_id, experiment, safe_uri(uri))
+        return tracker
 
     @classmethod
     def resume(cls, run_id: str, uri: str | None = None) -> Tracker | None:
-        """Re-open a run by id; None (with a warning) if this store does not hold it."""
+        """Re-open a run by id, RUNNING again; None (with a warning) if this store does not
+        hold it. A store that does not answer raises :class:`TrackerUnavailable`."""
         from mlflow.exceptions import MlflowException
 
         tracker = cls(uri or tracking_uri(), run_id)
         try:
-            tracker.client.get_run(run_id)
+            run = tracker._call("reading the run", tracker.client.get_run, run_id)
         except MlflowException:
             log.warning(
                 "MLflow run %s is not in %s; not logging this stage to MLflow "
@@ -81,6 +210,8 @@ class Tracker:
                 safe_uri(tracker.uri),
             )
             return None
+        if run.info.status != "RUNNING":  # closed as FAILED when the store went away
+            tracker._call("reopening the run", tracker.client.update_run, run_id, status="RUNNING")
         return tracker
 
     @classmethod
@@ -91,7 +222,9 @@ class Tracker:
         a rerun with the same params, last made) that file. None, with a warning, if this
         store has no such run (e.g. the file came from ``dvc pull`` or another store)."""
         uri = uri or tracking_uri()
-        runs = find_runs(tag, sha256, uri=uri, experiment=experiment)
+        runs = call_store(
+            uri, "finding the run", find_runs, tag, sha256, uri=uri, experiment=experiment
+        )
         if not runs:
             log.warning(
                 "no MLflow run in experiment %r at %s produced this %s (%s %s...); not "
@@ -123,18 +256,28 @@ class Tracker:
             profile=json.dumps({"sha256": sha256, **profile}),
         )
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags=tags)])
+        self._call(
+            "logging the data set",
+            self.client.log_inputs,
+            self.run_id,
+            datasets=[DatasetInput(dataset, tags=tags)],
+        )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._call("setting tags", self.client.log_batch, self.run_id, tags=batch)
+
+    def tags(self) -> dict[str, str]:
+        return self._call("reading the run", self.client.get_run, self.run_id).data.tags
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params; a value that differs from the one already recorded is kept as a tag."""
         from mlflow.entities import Param, RunTag
 
-        existing = self.client.get_run(self.run_id).data.params
+        run = self._call("reading the run", self.client.get_run, self.run_id)
+        existing = run.data.params
         new = [Param(k, str(v)) for k, v in params.items() if k not in existing]
         changed = {k: str(v) for k, v in params.items() if k in existing and existing[k] != str(v)}
         for key, value in changed.items():
@@ -147,41 +290,151 @@ class Tracker:
             )
         tags = [RunTag(f"rerun.{k}", v) for k, v in changed.items()]
         if new or tags:
-            self.client.log_batch(self.run_id, params=new, tags=tags)
+            self._call("logging params", self.client.log_batch, self.run_id, params=new, tags=tags)
 
     def metric_steps(self, key: str) -> set[int]:
         """Steps at which ``key`` is already recorded (empty for a new run)."""
-        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+        history = self._call(
+            "reading the metrics", self.client.get_metric_history, self.run_id, key
+        )
+        return {m.step for m in history}
+
+    def artifact_names(self, folder: str) -> set[str]:
+        """File names already logged under ``folder`` of the run's artifacts."""
+        found = self._call("listing artifacts", self.client.list_artifacts, self.run_id, folder)
+        return {f.path.rsplit("/", 1)[-1] for f in found}
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
         batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        self._call("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._call(
+            f"uploading {os.path.basename(path)}",
+            self.client.log_artifact,
+            self.run_id,
+            str(path),
+            artifact_path,
+        )
 
     def log_onnx_model(self, model, name: str, example: Any, output: Any) -> str:
-        """``mlflow.onnx.log_model`` into this run, with the signature of (example, output);
-        returns the logged model's URI (``models:/m-...``), which registration takes."""
+        """``mlflow.onnx.log_model`` linked to this run, with the signature of (example,
+        output); returns the logged model's URI (``models:/m-...``), which registration
+        takes. The run is named, not started: a finished run stays FINISHED whatever
+        happens here (``start_run`` would set it RUNNING until the block ends)."""
         import mlflow
         from mlflow.models import infer_signature
 
-        with mlflow_uris(self.uri), mlflow.start_run(run_id=self.run_id):
-            info = mlflow.onnx.log_model(
-                model,
-                name=name,
-                signature=infer_signature(example, output),
-                input_example=example,
-                # The generator is small and fast on a CPU, and onnxruntime builds without
-                # CUDA (the default wheel) warn at every load when CUDA is listed first.
-                onnx_execution_providers=["CPUExecutionProvider"],
-            )
-        return info.model_uri
+        experiment_id = self._call(
+            "reading the run", self.client.get_run, self.run_id
+        ).info.experiment_id
+
+        def log_model() -> str:
+            with mlflow_uris(self.uri, experiment_id=experiment_id):
+                info = mlflow.onnx.log_model(
+                    model,
+                    name=name,
+                    run_id=self.run_id,
+                    signature=infer_signature(example, output),
+                    input_example=example,
+                    # The generator is small and fast on a CPU, and onnxruntime builds
+                    # without CUDA (the default wheel) warn at every load when CUDA is listed
+                    # first.
+                    onnx_execution_providers=["CPUExecutionProvider"],
+                )
+            return info.model_uri
+
+        return self._call("logging the ONNX model", log_model)
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        self._call("closing the run", self.client.set_terminated, self.run_id, status=status)
+
+    def finish_quietly(self, status: str) -> None:
+        """Close the run on the way out of an error: one try, a warning if the store does
+        not take it (the error being raised matters more than the run's status)."""
+        try:
+            with _bounded_requests(5):
+                self.client.set_terminated(self.run_id, status=status)
+        except Exception as exc:  # noqa: BLE001 - best effort, see above
+            log.warning(
+                "could not mark MLflow run %s %s at %s (%s)",
+                self.run_id,
+                status,
+                safe_uri(self.uri),
+                _cause(exc),
+            )
+
+    def close_abandoned(self) -> list[str]:
+        """Mark KILLED this machine's other RUNNING runs of this run's experiment whose
+        process is gone (killed before its first checkpoint, so nothing will resume them);
+        returns their ids. Runs of other machines, and of older versions (no pid tag), are
+        left alone."""
+        from mlflow.entities import RunStatus
+
+        experiment_id = self._call(
+            "reading the run", self.client.get_run, self.run_id
+        ).info.experiment_id
+        host = socket.gethostname()
+        runs = self._call(
+            "finding abandoned runs",
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        )
+        closed = []
+        for run in runs:
+            pid = run.data.tags.get(PID_TAG, "")
+            if run.info.run_id == self.run_id or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self._call(
+                "closing an abandoned run",
+                self.client.set_terminated,
+                run.info.run_id,
+                status=RunStatus.to_string(RunStatus.KILLED),
+            )
+            log.warning(
+                "MLflow run %s was left RUNNING by process %s, which is gone; marked KILLED",
+                run.info.run_id,
+                pid,
+            )
+            closed.append(run.info.run_id)
+        return closed
+
+
+HOST_TAG, PID_TAG = "dcgan.host", "dcgan.pid"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process on which machine writes a run: lets the next run close it if it died."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # an earlier process that had our pid: it is gone
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _experiment_id(tracker: Tracker, experiment: str) -> str:
+    """The experiment's id, created on first use (with its artifact location and UI tag)."""
+    client, uri = tracker.client, tracker.uri
+    with store_lock(uri):  # two queued experiments may create the experiment at once
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return client.create_experiment(
+                experiment,
+                artifact_location=artifact_location(uri, experiment),
+                tags={EXPERIMENT_KIND: MODEL_TRAINING},
+            )
+        if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version of ours
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        return exp.experiment_id

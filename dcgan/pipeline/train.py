@@ -30,7 +30,7 @@ from dcgan.errors import DcganError
 from dcgan.files import sha256_file, write_json
 from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
 from dcgan.pipeline.store import check_tracking_store
-from dcgan.pipeline.tracking import Tracker
+from dcgan.pipeline.tracking import Tracker, TrackerUnavailable, process_tags
 from dcgan.plots import save_grid, save_history_plot
 from dcgan.saving import save_model
 from dcgan.training import GAN, Callback, History, train_loop
@@ -107,9 +107,11 @@ def run(
         else None
     )
     history = History(list(resumed.history) if resumed else [])
-    tracker, logged = _open_run(cfg, store_uri, params, env, data, Path(data_dir), resumed, history)
-    tracker.set_tags({"precision": gan.precision})
+    tracker, logged = _open_run(
+        cfg, store_uri, params, env, data, Path(data_dir), resumed, history, outputs.samples
+    )
     try:
+        tracker.set_tags({"precision": gan.precision})
         callbacks: list[Callback] = [
             SaveGrid(outputs.samples),
             LogInterval(tracker, logged, outputs.samples),
@@ -131,11 +133,20 @@ def run(
         if params_file is not None:
             _check_params_unchanged(cfg, params_file)
         final = _save_outputs(gan, history, params, env, data, outputs)
-        if checkpoint_dir is not None:
-            checkpoint.discard(checkpoint_dir)
         _close_run(tracker, outputs, seconds / max(done, 1))
+        if checkpoint_dir is not None:  # only now: a rerun after a failed close resumes
+            checkpoint.discard(checkpoint_dir)
+    except TrackerUnavailable as exc:
+        # Every tracker call comes right after an interval is recorded in the history: the
+        # state is that interval's, so a checkpoint of it loses no iteration.
+        raise TrackerUnavailable(
+            f"{exc}. {_checkpoint_now(checkpoint_dir, gan, tracker, identity, history, outputs)}"
+        ) from None
+    except KeyboardInterrupt:
+        tracker.finish_quietly("KILLED")
+        raise
     except Exception:
-        tracker.finish("FAILED")
+        tracker.finish_quietly("FAILED")
         raise
     log.info(
         "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
@@ -149,6 +160,35 @@ def run(
 
 
 # -- the steps --------------------------------------------------------------------------------
+
+
+def _checkpoint_now(
+    checkpoint_dir: str | os.PathLike[str] | None,
+    gan: GAN,
+    tracker: Tracker,
+    identity: str,
+    history: History,
+    outputs: TrainOutputs,
+) -> str:
+    """Checkpoint the state at the last recorded interval; says what a rerun will do."""
+    if checkpoint_dir is None:
+        return "Nothing was saved (no checkpoint folder); rerun once the store is back"
+    if not history.rows:
+        return "No iteration was trained; rerun `dvc repro` once the store is back"
+    iteration = int(history.rows[-1]["iteration"])
+    checkpoint.save(
+        checkpoint_dir,
+        gan.state_variables(),
+        iteration=iteration,
+        history=history.rows,
+        run_id=tracker.run_id,
+        fingerprint=identity,
+        samples_dir=outputs.samples,
+    )
+    return (
+        f"Training is checkpointed at iteration {iteration} in {checkpoint_dir}: rerun "
+        "`dvc repro` once the store is back, and the same MLflow run continues from there"
+    )
 
 
 def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
@@ -207,10 +247,13 @@ def _open_run(
     data_dir: Path,
     resumed: checkpoint.Resumed | None,
     history: History,
+    samples_dir: Path,
 ) -> tuple[Tracker, set[int]]:
     """Continue the resumed run's MLflow run, or start one with its params, source and
-    environment tags and data set; log the history rows that the checkpoint holds but the
-    run does not (a crash between the two). Returns the tracker and the iterations logged."""
+    environment tags and data set; log the history rows and grids that the checkpoint holds
+    but the run does not (a crash or a lost server between the two); close this machine's
+    runs of the experiment whose process died before they could. Returns the tracker and
+    the iterations logged."""
     tracker = Tracker.resume(resumed.run_id, store_uri) if resumed and resumed.run_id else None
     if tracker is None:
         meta = data.meta
@@ -220,6 +263,7 @@ def _open_run(
             run_name=run_name(f"{source}-{cfg.iterations}it-seed{cfg.seed}"),
             tags={
                 **run_tags(ENTRY_POINT, source),
+                **process_tags(),
                 **environment.as_tags(env),
                 "data_sha256": meta.get("sha256", ""),
             },
@@ -237,12 +281,19 @@ def _open_run(
                 "files": meta.get("files", {}),  # MNIST's files: MD5 and SHA-256 each
             },
         )
+    else:
+        tracker.set_tags(process_tags())  # this process carries the resumed run on
+    tracker.close_abandoned()
     logged = tracker.metric_steps("d_loss")
+    uploaded = tracker.artifact_names("samples") if history.rows else set()
     for row in history.rows:
-        if row["iteration"] not in logged:
-            metrics = {k: v for k, v in row.items() if k != "iteration"}
-            tracker.log_metrics(metrics, step=int(row["iteration"]))
-            logged.add(int(row["iteration"]))
+        iteration = int(row["iteration"])
+        if iteration not in logged:
+            tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
+            logged.add(iteration)
+        grid = grid_path(samples_dir, iteration)
+        if grid.name not in uploaded and grid.is_file():
+            tracker.log_artifact(grid, "samples")
     return tracker, logged
 
 
