@@ -58,6 +58,30 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_leftovers(*paths: str | os.PathLike[str] | None) -> list[Path]:
+    """Remove the temporary siblings that a killed writer of ``paths`` left behind: the names
+    :func:`atomic_path`, :func:`atomic_dir` and dcgan.saving give them. Stages call it at
+    start, so a SIGKILL mid-write costs disk space only until the next run. Returns them."""
+    import glob
+
+    removed = []
+    for path in (Path(p) for p in paths if p is not None):
+        if not path.parent.is_dir():
+            continue
+        stem, name = glob.escape(path.stem), glob.escape(path.name)
+        patterns = [f".{stem}.*.tmp{glob.escape(path.suffix)}", f".{name}.*.tmp"]
+        if path.suffix == ".keras":
+            patterns.append(".keras-*")
+        for pattern in patterns:
+            for leftover in path.parent.glob(pattern):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as pretty JSON, atomically."""
     with atomic_path(path) as tmp:

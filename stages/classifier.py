@@ -6,6 +6,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.files import remove_leftovers
 
 
 def main() -> None:
@@ -15,6 +16,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="model to write")
     parser.add_argument("--report", required=True, help="accuracy report")
     args = parser.parse_args()
+    remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("classifier", args.params)
 
     from dcgan.pipeline import classifier

@@ -6,6 +6,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.files import remove_leftovers
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
     add("--grid", required=True, help="PNG of the first 64 samples")
     add("--by-class", required=True, help="PNG of samples by predicted digit")
     args = parser.parse_args()
+    remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("evaluate", args.params)
 
     from dcgan.pipeline import evaluate

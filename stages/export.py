@@ -6,6 +6,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.files import remove_leftovers
 
 
 def main() -> None:
@@ -17,6 +18,7 @@ def main() -> None:
     add("--out", required=True, help="ONNX file to write")
     add("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
+    remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("export", args.params)
 
     from dcgan.pipeline import export

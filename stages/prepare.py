@@ -5,6 +5,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.files import remove_leftovers
 
 
 def main() -> None:
@@ -12,6 +13,7 @@ def main() -> None:
     parser.add_argument("--params", required=True, help="params file (block prepare:)")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args()
+    remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("prepare", args.params)  # fails on bad params before any work
 
     from dcgan.pipeline import prepare

@@ -6,6 +6,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
+from dcgan.files import remove_leftovers
 from dcgan.pipeline.store import check_tracking_store
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     add("--checkpoints", required=True, help="checkpoint folder; a crashed run resumes from it")
     add("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
+    remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
     store_uri = check_tracking_store()  # and on an unreachable or read-only MLflow store
 
