@@ -16,12 +16,14 @@ import pytest
 
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
+from dcgan.pipeline.store import mlflow_uris
 
 from .conftest import (
     ROOT,
     evaluate_outputs,
     free_port,
     stage_paths,
+    stop_group,
     train_outputs,
     wait_until_serving,
     write_params,
@@ -207,8 +209,9 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
     root, uri, _ = store
     c = client(uri)
     c.set_registered_model_alias(MODEL, "champion", "2")
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.onnx.load_model(f"models:/{MODEL}@champion")
+    with mlflow_uris(uri):  # mlflow.set_tracking_uri would outlive the test
+        model = mlflow.onnx.load_model(f"models:/{MODEL}@champion")
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     assert model.graph.input[0].name == "z"
     z = draw_noise(3, 100, seed=7)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -221,7 +224,6 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
     assert {p.key: p.value for p in model.metadata_props}["params"] == (
         local.get_modelmeta().custom_metadata_map["params"]
     )
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     assert np.abs(pyfunc.predict(z)["image"] - expected).max() <= 1e-5
 
     port = free_port()
@@ -248,6 +250,7 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
         cwd=tmp_path,
+        start_new_session=True,  # it starts uvicorn: stop the whole group
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -261,7 +264,6 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
         with urllib.request.urlopen(request, timeout=60) as reply:
             images = np.asarray(json.loads(reply.read())["predictions"]["image"], np.float32)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)
     assert images.shape == (3, 28, 28, 1)
     assert np.abs(images - expected).max() <= 1e-5
