@@ -147,3 +147,23 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     logged = client.get_logged_model(model_uri.split("/", 1)[1])
     assert logged.source_run_id == tracker.run_id
     assert logged.experiment_id == before.experiment_id
+
+    # Served, the model refuses what would run away before it computes; as ONNX it is as is.
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from dcgan.pipeline.store import mlflow_uris
+    from dcgan.serving import MAX_BATCH
+
+    with mlflow_uris(uri):
+        served = mlflow.pyfunc.load_model(model_uri)
+        plain = mlflow.onnx.load_model(model_uri)
+    assert plain.graph.node[0].op_type == "Identity"
+    z = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert np.array_equal(served.predict(z)["image"], z)
+    with pytest.raises(MlflowException, match=f"this server takes at most {MAX_BATCH}") as big:
+        served.predict(np.zeros((MAX_BATCH + 1, 2), np.float32))
+    z[1, 0] = np.nan
+    with pytest.raises(MlflowException, match="not finite numbers") as nan:
+        served.predict(z)
+    assert big.value.get_http_status_code() == nan.value.get_http_status_code() == 400

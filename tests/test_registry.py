@@ -17,6 +17,7 @@ import pytest
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
 from dcgan.pipeline.store import mlflow_uris
+from dcgan.serving import MAX_BATCH
 
 from .conftest import (
     ROOT,
@@ -263,7 +264,28 @@ def test_champion_loads_as_onnx_and_pyfunc_and_is_served(store, tmp_path):
         )
         with urllib.request.urlopen(request, timeout=60) as reply:
             images = np.asarray(json.loads(reply.read())["predictions"]["image"], np.float32)
+        # Refused at the door, before any computing: too many rows, and NaN noise.
+        big = np.zeros((MAX_BATCH + 1, 100), np.float32)
+        nan = z.copy()
+        nan[0, 0] = np.nan
+        refusals = [refused(f"{url}/invocations", body) for body in (big, nan)]
     finally:
         stop_group(server)
     assert images.shape == (3, 28, 28, 1)
     assert np.abs(images - expected).max() <= 1e-5
+    assert [code for code, _ in refusals] == [400, 400]
+    assert f"this server takes at most {MAX_BATCH}" in refusals[0][1]
+    assert "not finite numbers" in refusals[1][1]
+
+
+def refused(url: str, z: np.ndarray) -> tuple[int, str]:
+    """POST ``z`` (NaN written as JSON's NaN) and return the error status and message."""
+    import urllib.error
+
+    body = json.dumps({"inputs": z.tolist()}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["message"]

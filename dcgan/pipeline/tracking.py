@@ -321,12 +321,13 @@ class Tracker:
         )
 
     def log_onnx_model(self, model, name: str, example: Any, output: Any) -> str:
-        """``mlflow.onnx.log_model`` linked to this run, with the signature of (example,
-        output); returns the logged model's URI (``models:/m-...``), which registration
-        takes. The run is named, not started: a finished run stays FINISHED whatever
-        happens here (``start_run`` would set it RUNNING until the block ends)."""
-        import mlflow
-        from mlflow.models import infer_signature
+        """The ONNX generator as an MLflow model linked to this run, with the signature of
+        (example, output) and dcgan.serving as its pyfunc loader (the served model refuses
+        oversized and non-finite batches); returns the logged model's URI
+        (``models:/m-...``), which registration takes. The run is named, not started: a
+        finished run stays FINISHED whatever happens here (``start_run`` would set it
+        RUNNING until the block ends)."""
+        from mlflow.models import Model, infer_signature
 
         experiment_id = self._call(
             "reading the run", self.client.get_run, self.run_id
@@ -334,10 +335,13 @@ class Tracker:
 
         def log_model() -> str:
             with mlflow_uris(self.uri, experiment_id=experiment_id):
-                info = mlflow.onnx.log_model(
-                    model,
+                info = Model.log(
+                    artifact_path=None,
                     name=name,
+                    flavor=_CheckedOnnxFlavor,
+                    flavor_name="onnx",
                     run_id=self.run_id,
+                    onnx_model=model,
                     signature=infer_signature(example, output),
                     input_example=example,
                     # The generator is small and fast on a CPU, and onnxruntime builds
@@ -402,6 +406,33 @@ class Tracker:
             )
             closed.append(run.info.run_id)
         return closed
+
+
+class _CheckedOnnxFlavor:
+    """``mlflow.onnx``'s save_model, with dcgan.serving copied into the model's code/ folder
+    and made the pyfunc loader (what ``Model.log`` takes as a flavor)."""
+
+    LOADER = "dcgan_serving"
+
+    @classmethod
+    def save_model(cls, path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        import mlflow.onnx
+        from mlflow.pyfunc import FLAVOR_NAME, MAIN
+
+        from dcgan import serving
+
+        with tempfile.TemporaryDirectory() as tmp:
+            loader = Path(tmp) / f"{cls.LOADER}.py"
+            shutil.copyfile(serving.__file__, loader)
+            mlflow.onnx.save_model(
+                path=path, mlflow_model=mlflow_model, code_paths=[str(loader)], **kwargs
+            )
+        mlflow_model.flavors[FLAVOR_NAME][MAIN] = cls.LOADER
+        mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
 HOST_TAG, PID_TAG = "dcgan.host", "dcgan.pid"
