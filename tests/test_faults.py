@@ -246,3 +246,60 @@ def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monke
     monkeypatch.setenv(RETRY_ENV, "forever")
     with pytest.raises(DcganError, match=f"{RETRY_ENV}='forever' is not a number of seconds"):
         call_store(uri, "logging metrics", flaky, 0)
+
+
+@pytest.mark.slow
+def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
+    """The second `dvc exp run -S train.seed=8` is refused by DVC's lock but has already
+    written its seed into params.yaml while the first trains with seed 7: whatever DVC
+    records for train must be the seed the model was trained with."""
+    import subprocess
+    import time
+
+    import yaml
+
+    from .conftest import make_repo
+
+    tiny = {
+        "prepare": {"source": "sample"},
+        "train": {"iterations": 300, "batch_size": 16, "sample_interval": 2, "seed": 0},
+    }
+    repo, env = make_repo(tmp_path, tiny)
+
+    def train_lock() -> dict:
+        return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
+
+    train_before = train_lock()  # the committed default run's
+    first = subprocess.Popen(
+        ["dvc", "exp", "run", "train", "-S", "train.seed=7"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    grid = repo / "reports/samples/iter_000002.png"
+    deadline = time.monotonic() + 600
+    while not grid.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first experiment ended before the second started"
+    second = subprocess.run(
+        ["dvc", "exp", "run", "train", "-S", "train.seed=8"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output, _ = first.communicate(timeout=900)
+
+    assert second.returncode != 0  # DVC's lock: one run at a time in a workspace
+    seed_now = yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"]
+    # DVC 3 writes the -S values before it takes the lock (seen in the issue and here).
+    assert seed_now == 8
+    assert first.returncode != 0
+    assert "changed while training (train.seed 7 -> 8)" in output, output[-6000:]
+    assert "dvc exp run --queue" in output
+    # Nothing recorded for a model that params.yaml does not describe, nothing written.
+    assert train_lock() == train_before
+    assert not (repo / "models/generator.keras").exists()
