@@ -1,0 +1,94 @@
+"""Soak: the tiny pipeline under random SIGKILLs, each followed by a rerun, ends exactly where an
+uninterrupted run ends, with a true MLflow record and no debris."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import make_repo, run
+
+pytestmark = pytest.mark.slow
+
+KILLS = int(os.environ.get("DCGAN_SOAK_KILLS", "10"))
+SOAK = {
+    "prepare": {"source": "sample"},
+    "train": {"iterations": 60, "batch_size": 16, "sample_interval": 10, "checkpoint_interval": 10},
+    "classifier": {"epochs": 1},
+    "evaluate": {"num_samples": 200},
+}
+# Names our atomic writers and DVC's experiments leave behind when killed mid-write.
+DEBRIS = re.compile(r"^\.(keras-.*|.+\.tmp(\..+)?)$")
+
+
+def debris(repo: Path) -> list[Path]:
+    folders = [repo / name for name in ("data", "models", "reports", "checkpoints")]
+    return sorted(
+        path
+        for folder in folders
+        if folder.exists()
+        for path in folder.rglob("*")
+        if DEBRIS.match(path.name)
+    )
+
+
+def outputs(repo: Path) -> dict[str, object]:
+    """dvc.lock's stages (every dep, param and output hash) and the generator's bytes."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {"stages": lock["stages"], "onnx": (repo / "models/generator.onnx").read_bytes()}
+
+
+def test_random_sigkills_then_reruns_end_as_an_uninterrupted_run(tmp_path):
+    reference, env = make_repo(tmp_path / "reference", SOAK)
+    start = time.monotonic()
+    run(["dvc", "repro"], reference, env, timeout=1800)
+    uninterrupted = time.monotonic() - start
+
+    repo, env = make_repo(tmp_path / "soak", SOAK)
+    rng = random.Random(int(os.environ.get("DCGAN_SOAK_SEED", "0")))
+    hit: list[str] = []
+    command = ["dvc", "repro"]
+    while len(hit) < KILLS:
+        proc = subprocess.Popen(
+            command,
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # dvc and the stage it runs die together
+        )
+        try:
+            output, _ = proc.communicate(timeout=rng.uniform(1, uninterrupted / 2))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            stages = re.findall(r"Running stage '(\w+)'", output)
+            hit.append(stages[-1] if stages else "dvc")
+            command = ["dvc", "repro"]
+            continue
+        assert proc.returncode == 0, output[-3000:]
+        command = ["dvc", "repro", "-f"]  # done before the last kill: go round again
+    run(["dvc", "repro"], repo, env, timeout=1800)
+    print(f"SIGKILLs: {len(hit)} ({', '.join(hit)}); uninterrupted run {uninterrupted:.0f} s")
+
+    assert outputs(repo) == outputs(reference)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+    assert debris(repo) == []
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dcgan")
+    runs = client.search_runs([experiment.experiment_id])
+    statuses = {r.info.run_id: r.info.status for r in runs}
+    assert set(statuses.values()) <= {"FINISHED", "KILLED"}, statuses  # none left RUNNING
+    assert "FINISHED" in statuses.values()
