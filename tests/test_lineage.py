@@ -152,8 +152,8 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from dcgan.pipeline.serving import MAX_BATCH
     from dcgan.pipeline.store import mlflow_uris
-    from dcgan.serving import MAX_BATCH
 
     with mlflow_uris(uri):
         served = mlflow.pyfunc.load_model(model_uri)

@@ -16,8 +16,8 @@ import pytest
 
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
+from dcgan.pipeline.serving import MAX_BATCH
 from dcgan.pipeline.store import mlflow_uris
-from dcgan.serving import MAX_BATCH
 
 from .conftest import (
     ROOT,

@@ -322,7 +322,7 @@ class Tracker:
 
     def log_onnx_model(self, model, name: str, example: Any, output: Any) -> str:
         """The ONNX generator as an MLflow model linked to this run, with the signature of
-        (example, output) and dcgan.serving as its pyfunc loader (the served model refuses
+        (example, output) and dcgan.pipeline.serving as its pyfunc loader (the served model refuses
         oversized and non-finite batches); returns the logged model's URI
         (``models:/m-...``), which registration takes. The run is named, not started: a
         finished run stays FINISHED whatever happens here (``start_run`` would set it
@@ -409,8 +409,8 @@ class Tracker:
 
 
 class _CheckedOnnxFlavor:
-    """``mlflow.onnx``'s save_model, with dcgan.serving copied into the model's code/ folder
-    and made the pyfunc loader (what ``Model.log`` takes as a flavor)."""
+    """``mlflow.onnx``'s save_model, with dcgan.pipeline.serving copied into the model's
+    code/ folder and made the pyfunc loader (what ``Model.log`` takes as a flavor)."""
 
     LOADER = "dcgan_serving"
 
@@ -423,7 +423,7 @@ class _CheckedOnnxFlavor:
         import mlflow.onnx
         from mlflow.pyfunc import FLAVOR_NAME, MAIN
 
-        from dcgan import serving
+        from dcgan.pipeline import serving
 
         with tempfile.TemporaryDirectory() as tmp:
             loader = Path(tmp) / f"{cls.LOADER}.py"
