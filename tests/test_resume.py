@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from dcgan.config import PrepareConfig
 from dcgan.pipeline import prepare
 
-from .conftest import stage_command, write_params
+from .conftest import free_port, stage_command, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -128,12 +127,6 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     assert grids == [f"iter_{i:06d}.png" for i in range(20, 401, 20)]
     csv_rows = (workdir / "crashed/reports/train_history.csv").read_text().splitlines()
     assert csv_rows == (workdir / "straight/reports/train_history.csv").read_text().splitlines()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(
