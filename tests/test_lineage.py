@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -131,10 +132,16 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
 
     x = helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 2])
     y = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 2])
-    graph = helper.make_graph([helper.make_node("Identity", ["z"], ["image"])], "g", [x], [y])
+    # Weights over onnx's 1 kB threshold, which MLflow's default would move into a side file.
+    ones = np.ones(512, np.float32).tobytes()
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [512], ones, raw=True)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["z"], ["image"])], "g", [x], [y], initializer=[weights]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
+    exported = model.SerializeToString()  # (saving with external data rewrites the proto)
     example = np.ones((1, 2), np.float32)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(client.__class__, "log_outputs", spy)
@@ -158,7 +165,10 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     with mlflow_uris(uri):
         served = mlflow.pyfunc.load_model(model_uri)
         plain = mlflow.onnx.load_model(model_uri)
+        folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "d")))
     assert plain.graph.node[0].op_type == "Identity"
+    # One self-contained file, the exported bytes: what onnxruntime anywhere can load.
+    assert (folder / "model.onnx").read_bytes() == exported
     z = np.arange(6, dtype=np.float32).reshape(3, 2)
     assert np.array_equal(served.predict(z)["image"], z)
     with pytest.raises(MlflowException, match=f"this server takes at most {MAX_BATCH}") as big:
@@ -167,3 +177,64 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     with pytest.raises(MlflowException, match="not finite numbers") as nan:
         served.predict(z)
     assert big.value.get_http_status_code() == nan.value.get_http_status_code() == 400
+
+
+WATCHED = """
+import json, sys, time
+from dcgan.pipeline.tracking import Tracker, process_tags
+runs = {}
+for name in ("killed", "taken over", "released"):
+    tracker = Tracker.start("e", name, process_tags(), uri=sys.argv[1])
+    tracker.watch()
+    runs[name] = (tracker.run_id, tracker._watcher[0].pid)
+    if name == "released":
+        tracker.release()
+print(json.dumps(runs), flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie counts: nobody may reap a reparented watcher in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.slow  # three processes import MLflow: ~40 s
+def test_the_watcher_closes_the_run_of_a_process_killed_outright(tmp_path):
+    """SIGKILL leaves no handler to close the run, and a rerun restored from DVC's run-cache
+    never trains again: the watcher marks the run KILLED. A run another process carries on
+    (its pid tag says so), or one its process released, is left as it is."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from dcgan.pipeline.tracking import PID_TAG
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments()  # the tables, made here where MLflow is already imported
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WATCHED, uri],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        runs = json.loads(proc.stdout.readline())
+        client.set_tag(runs["taken over"][0], PID_TAG, "1")  # a resumed train carries it on
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the watchers are in their own sessions
+        proc.wait()
+    deadline = time.monotonic() + 90
+    while not all(_gone(w) for _, w in runs.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(w) for _, w in runs.values()), "a watcher outlived its work"
+    status = {name: client.get_run(run_id).info.status for name, (run_id, _) in runs.items()}
+    assert status == {"killed": "KILLED", "taken over": "RUNNING", "released": "RUNNING"}

@@ -14,6 +14,8 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -78,7 +80,13 @@ def retry_seconds() -> float:
 @contextmanager
 def _bounded_requests(timeout: int) -> Iterator[None]:
     """One try per call with a request timeout, for the block; the environment is put back."""
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    names = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
+        # Closing a run on a server prints "View run at <tracking URI>", password and all;
+        # Tracker.start logs the link without credentials instead.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    }
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(names)
     try:
@@ -166,6 +174,7 @@ class Tracker:
         self.uri = uri
         self.run_id = run_id
         self.client = MlflowClient(tracking_uri=uri)
+        self._watcher: tuple[subprocess.Popen[bytes], int] | None = None
 
     def _call(self, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return call_store(self.uri, what, fn, *args, **kwargs)
@@ -191,6 +200,8 @@ class Tracker:
         )
         tracker.run_id = run.info.run_id
         log.info("MLflow run %s in experiment %r at %s", tracker.run_id, experiment, safe_uri(uri))
+        if uri.lower().startswith(("http://", "https://")):
+            log.info("view it at %s", run_link(uri, exp_id, tracker.run_id))
         return tracker
 
     @classmethod
@@ -348,6 +359,9 @@ class Tracker:
                     # without CUDA (the default wheel) warn at every load when CUDA is listed
                     # first.
                     onnx_execution_providers=["CPUExecutionProvider"],
+                    # One self-contained model.onnx, the same bytes as generator.onnx (the
+                    # default splits the weights into a side file).
+                    save_as_external_data=False,
                 )
             return info.model_uri
 
@@ -370,6 +384,51 @@ class Tracker:
                 safe_uri(self.uri),
                 _cause(exc),
             )
+
+    def watch(self) -> None:
+        """Start a watcher process that marks the run KILLED if this process dies without
+        :meth:`release` (SIGKILL, the OOM killer): then no later process may ever reopen it
+        (a rerun restored from DVC's run-cache trains nothing). The watcher sits in its own
+        session (a process-group kill does not take it along), blocks on a pipe whose only
+        writer is this process, and imports MLflow only if the pipe ends without a word.
+        It leaves the run alone if another process has taken it over (its pid tag)."""
+        if self._watcher is not None:
+            return
+        read, write = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from dcgan.pipeline.tracking import _watch; _watch()"],
+                stdin=read,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:  # the next train on this machine still closes the run
+            os.close(write)
+            log.warning("no watcher for MLflow run %s (%s)", self.run_id, exc)
+            return
+        finally:
+            os.close(read)
+        # The store URI may hold a password: it goes through the pipe, not the command line.
+        order = {"uri": self.uri, "run_id": self.run_id, "pid": os.getpid()}
+        os.write(write, (json.dumps(order) + "\n").encode())
+        self._watcher = (proc, write)
+
+    def release(self) -> None:
+        """Tell the watcher this process is done with the run (finished, failed or left
+        for a resume): it exits without touching the run."""
+        if self._watcher is None:
+            return
+        proc, write = self._watcher
+        self._watcher = None
+        try:
+            os.write(write, _RELEASED)
+        finally:
+            os.close(write)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - it exits on the word
+            proc.kill()
 
     def close_abandoned(self) -> list[str]:
         """Mark KILLED this machine's other RUNNING runs of this run's experiment whose
@@ -438,9 +497,41 @@ class _CheckedOnnxFlavor:
 HOST_TAG, PID_TAG = "dcgan.host", "dcgan.pid"
 
 
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's page of a run on the server at ``uri``, without any credentials."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 def process_tags() -> dict[str, str]:
     """Which process on which machine writes a run: lets the next run close it if it died."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+_RELEASED = b"released\n"
+
+
+def _watch() -> None:
+    """The watcher's body (see :meth:`Tracker.watch`): one JSON line, then wait for EOF."""
+    order = json.loads(sys.stdin.buffer.readline())
+    rest = sys.stdin.buffer.read()  # EOF: the writer released the run, or died
+    if rest == _RELEASED:
+        return
+    from mlflow.entities import RunStatus
+
+    tracker = Tracker(order["uri"], order["run_id"])
+    run = tracker._call("reading the run", tracker.client.get_run, tracker.run_id)
+    if run.info.status == "RUNNING" and run.data.tags.get(PID_TAG) == str(order["pid"]):
+        tracker._call(
+            "closing the run of a dead process",
+            tracker.client.set_terminated,
+            tracker.run_id,
+            status=RunStatus.to_string(RunStatus.KILLED),
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -148,6 +148,8 @@ def run(
     except Exception:
         tracker.finish_quietly("FAILED")
         raise
+    finally:
+        tracker.release()  # closed, failed, or checkpointed for a resume: not the watcher's
     log.info(
         "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
         cfg.iterations,
@@ -252,8 +254,9 @@ def _open_run(
     """Continue the resumed run's MLflow run, or start one with its params, source and
     environment tags and data set; log the history rows and grids that the checkpoint holds
     but the run does not (a crash or a lost server between the two); close this machine's
-    runs of the experiment whose process died before they could. Returns the tracker and
-    the iterations logged."""
+    runs of the experiment whose process died before they could; start the watcher that
+    closes this run if this process dies (see Tracker.watch). Returns the tracker and the
+    iterations logged."""
     tracker = Tracker.resume(resumed.run_id, store_uri) if resumed and resumed.run_id else None
     if tracker is None:
         meta = data.meta
@@ -283,17 +286,22 @@ def _open_run(
         )
     else:
         tracker.set_tags(process_tags())  # this process carries the resumed run on
-    tracker.close_abandoned()
-    logged = tracker.metric_steps("d_loss")
-    uploaded = tracker.artifact_names("samples") if history.rows else set()
-    for row in history.rows:
-        iteration = int(row["iteration"])
-        if iteration not in logged:
-            tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
-            logged.add(iteration)
-        grid = grid_path(samples_dir, iteration)
-        if grid.name not in uploaded and grid.is_file():
-            tracker.log_artifact(grid, "samples")
+    tracker.watch()
+    try:
+        tracker.close_abandoned()
+        logged = tracker.metric_steps("d_loss")
+        uploaded = tracker.artifact_names("samples") if history.rows else set()
+        for row in history.rows:
+            iteration = int(row["iteration"])
+            if iteration not in logged:
+                tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
+                logged.add(iteration)
+            grid = grid_path(samples_dir, iteration)
+            if grid.name not in uploaded and grid.is_file():
+                tracker.log_artifact(grid, "samples")
+    except BaseException:
+        tracker.release()
+        raise
     return tracker, logged
 
 
