@@ -1,4 +1,5 @@
-"""The ``dcgan`` command: ``dcgan sample``, ``dcgan runs``, ``dcgan promote`` and ``dcgan bench``.
+"""The ``dcgan`` command: ``dcgan sample``, ``dcgan runs``, ``dcgan promote``, ``dcgan bench``
+and ``dcgan stack``.
 
 ``dcgan sample`` runs on onnxruntime, NumPy and Pillow alone: it never imports TensorFlow,
 so it starts fast and works where TensorFlow is absent."""
@@ -91,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=30,
         help="timed training iterations (median); the book loop gets half",
+    )
+    stack = sub.add_parser(
+        "stack",
+        help="a local team stack: MLflow server (auth) on PostgreSQL, artifacts and DVC in S3",
+    )
+    stack.add_argument(
+        "action",
+        choices=["up", "env", "remote", "status", "down"],
+        help="up: start (prints the exports); env: print them again; remote: make it this "
+        "clone's DVC remote; status; down: stop and remove its folder",
+    )
+    stack.add_argument(
+        "--dir", type=Path, default=Path(".stack"), help="state folder (default: .stack)"
     )
     return parser
 
@@ -204,6 +218,12 @@ def sample_command(args: argparse.Namespace) -> None:
         log.info("wrote float32 %s to %s", shape, args.npy)
 
 
+def stack_command(args: argparse.Namespace) -> None:
+    from dcgan import stack
+
+    stack.command(args.action, args.dir, Path.cwd())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -211,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs_command,
         "promote": promote_command,
         "bench": bench_command,
+        "stack": stack_command,
     }
     return run_main(lambda: commands[args.command](args))
 

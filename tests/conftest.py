@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -107,6 +106,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> s
     return proc.stdout
 
 
+# The whole pipeline in a few minutes: synthetic digits, 6 iterations, one epoch.
+TINY = {
+    "prepare": {"source": "sample"},
+    "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3, "checkpoint_interval": 3},
+    "classifier": {"epochs": 1},
+    "evaluate": {"num_samples": 200},
+}
+
+
 def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
     """A git repository in ``dest`` with the files git would clone (tracked, and untracked but
     not ignored), params overridden, committed. Returns it and an environment to run DVC in."""
@@ -142,59 +150,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def postgres() -> Iterator[str]:
-    """A PostgreSQL server of its own on a free loopback port, its data in a new temporary
-    folder; yields a SQLAlchemy URI (psycopg 3 driver) of an empty database. Stopped and
-    removed on exit."""
-    import tempfile
-
-    import psycopg
-
-    tools = {name: shutil.which(name) for name in ("initdb", "pg_ctl")}
-    if not all(tools.values()):
-        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
-    # PostgreSQL refuses to run as root: run it as the unprivileged postgres user then.
-    as_user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
-        as_user = user
-
-        def demote() -> None:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
-    # Not under pytest's tmp_path: as root that is a 0700 folder the postgres user cannot enter.
-    folder = Path(tempfile.mkdtemp(prefix="dcgan-pg-"))
-    data, sockets = folder / "data", folder / "sockets"
-    sockets.mkdir()
-    if as_user:
-        for d in (folder, sockets):
-            os.chown(d, as_user.pw_uid, as_user.pw_gid)
-    options = {"preexec_fn": demote} if as_user else {}
-
-    def pg(*args: str) -> None:
-        proc = subprocess.run(args, capture_output=True, text=True, **options)
-        assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
-
-    pg(tools["initdb"], "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8")
-    port = free_port()
-    ctl = [tools["pg_ctl"], "-D", str(data), "-w", "-t", "60"]
-    pg(*ctl, "-l", str(folder / "log"), "-o", f"-p {port} -k {sockets} -h 127.0.0.1", "start")
-    try:
-        with psycopg.connect(
-            f"postgresql://mlflow@127.0.0.1:{port}/postgres", autocommit=True
-        ) as c:
-            c.execute("CREATE DATABASE mlflow")
-        yield f"postgresql+psycopg://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True, **options)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def start_mlflow_server(folder: Path, backend_uri: str, port: int) -> subprocess.Popen:
     """`mlflow server` (one worker) on 127.0.0.1:``port`` over ``backend_uri``, artifacts in
     ``folder/artifacts``, in a process group of its own; returns once /health answers."""
@@ -219,6 +174,8 @@ def start_mlflow_server(folder: Path, backend_uri: str, port: int) -> subprocess
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=folder,
+            # No job runner (~7 polling consumer processes): the pipeline uses no MLflow jobs.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             start_new_session=True,  # mlflow server starts uvicorn: stop the whole group
         )
     try:

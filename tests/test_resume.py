@@ -155,7 +155,7 @@ def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
     assert not (tmp_path / "reports").exists()
 
 
-DIES = {**TRAIN, "iterations": 200, "sample_interval": 2, "checkpoint_interval": 50}
+DIES = {**TRAIN, "iterations": 60, "sample_interval": 2, "checkpoint_interval": 50}
 
 
 def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_path):

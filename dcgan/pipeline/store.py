@@ -157,26 +157,63 @@ def check_tracking_store(uri: str | None = None, timeout: float = 5.0) -> str:
 
 
 def _probe_server(uri: str, shown: str, fix: str, timeout: float) -> None:
-    """GET /health once. urllib takes no user:password in the URL (it would look the host up
-    as ``user:password@host``), so the credentials go into a Basic header instead."""
+    """GET /health once, then one authenticated API call (a server with authentication
+    answers /health to anyone; MLflow's client would fail on the first log call instead).
+    urllib takes no user:password in the URL (it would look the host up as
+    ``user:password@host``), so the credentials go into a header instead, from the URL or
+    from MLflow's MLFLOW_TRACKING_USERNAME/PASSWORD (or MLFLOW_TRACKING_TOKEN)."""
     import base64
     import urllib.error
     import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(uri)
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
-    plain = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
-    request = urllib.request.Request(plain)
-    if parts.username is not None:
-        token = f"{parts.username}:{parts.password or ''}".encode()
-        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    base = parts.path.rstrip("/")
+
+    def request(path: str, data: bytes | None = None) -> urllib.request.Request:
+        url = urlunsplit((parts.scheme, host, base + path, "", ""))
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        user = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password or "") if user is not None else None
+        if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            user = os.environ["MLFLOW_TRACKING_USERNAME"]
+            password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+            req.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+        return req
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
+        with urllib.request.urlopen(request("/health"), timeout=timeout) as reply:
             if reply.status != 200:
                 raise urllib.error.URLError(f"HTTP {reply.status}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DcganError(
+            f"MLflow tracking server {shown} does not answer ({reason}); {fix}"
+        ) from None
+    search = request("/api/2.0/mlflow/experiments/search", b'{"max_results": 1}')
+    try:
+        # It answered /health: a slow reply here is a cold server checking a password
+        # (seconds), not a dead one.
+        urllib.request.urlopen(search, timeout=max(timeout, 60)).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise DcganError(
+                f"MLflow tracking server {shown} refused the credentials (HTTP 401); set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of that server"
+            ) from None
+        if exc.code == 403:
+            raise DcganError(
+                f"MLflow tracking server {shown} denied this user access (HTTP 403); ask its "
+                "admin for permission, or use another user"
+            ) from None
+        # Anything else is for MLflow's client to report (e.g. an older server's API).
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DcganError(

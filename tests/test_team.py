@@ -1,0 +1,220 @@
+"""The team's stack, end to end: a shared MLflow server (authentication on, PostgreSQL backend,
+artifacts in S3), a DVC remote in S3 and a bare git repository; two machines train, a third
+gets the champion without training. Every part is a real server on loopback (dcgan.stack)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import TINY, make_repo, run, stage_command
+
+pytestmark = pytest.mark.slow
+
+MODEL = "dcgan-generator"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from dcgan import stack as team
+
+    folder = tmp_path_factory.mktemp("team") / ".stack"
+    start = time.monotonic()
+    with team.running(folder) as s:
+        print(f"stack up in {time.monotonic() - start:.1f} s")
+        yield s
+    assert not folder.exists()  # down removes its state
+
+
+def fails(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> str:
+    """Run ``cmd``, check that it fails; returns its stderr and stdout."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stderr + proc.stdout
+
+
+def output(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int) -> str:
+    """Run ``cmd``, check that it succeeds; returns its stdout and stderr (what a user sees)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed (exit {proc.returncode})"
+    return proc.stdout + proc.stderr
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(r"^(error|ERROR)\b", line)]
+
+
+def training_runs(client) -> list:
+    experiment = client.get_experiment_by_name("dcgan")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_two_machines_train_a_third_gets_the_champion_without_training(stack, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from dcgan import stack as team
+    from dcgan.stack import configure_dvc_remote
+
+    secret = stack.secrets["mlflow_admin"]
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+
+    # Machine A: the project, pushed to the shared git remote; credentials in MLflow's variables.
+    a, base_env = make_repo(tmp_path / "a", TINY)
+    base_env = {k: v for k, v in base_env.items() if k not in S3_CREDENTIALS}
+    run(["git", "remote", "add", "origin", str(origin)], a, base_env)
+    run(["git", "push", "-q", "origin", "main"], a, base_env)
+    env_a = {**base_env, **stack.client_env()}
+    # Machine B: a clone; its password inside the tracking URI, which nothing may show.
+    b = tmp_path / "b"
+    run(["git", "clone", "-q", str(origin), str(b)], tmp_path, base_env)
+    env_b = {
+        **base_env,
+        "MLFLOW_TRACKING_URI": stack.tracking_uri.replace("http://", f"http://admin:{secret}@"),
+    }
+    for clone in (a, b):
+        configure_dvc_remote(stack, clone)
+    assert not S3_CREDENTIALS & {*env_a, *env_b}  # the S3 keys are in .dvc/config.local
+
+    logs = {}
+    for clone, env, seed in ((a, env_a, 1), (b, env_b, 2)):
+        logs[seed] = output(
+            ["dvc", "exp", "run", "-S", f"train.seed={seed}", "-n", f"seed{seed}"],
+            clone,
+            {**env, "DVC_NO_ANALYTICS": "1"},
+            timeout=1200,
+        )
+        run(["dvc", "exp", "push", "origin", f"seed{seed}"], clone, env, timeout=600)
+    # (Checked as booleans: a failing assert must not print the secret either.)
+    leaked = secret in logs[2]
+    assert not leaked, "the password is in B's dvc exp run output"
+    assert "View run" not in logs[2] and "/#/experiments/" in logs[2]  # the link, no password
+    for path in b.rglob("*"):  # reports, dvc.lock, training.json, MLflow's local files...
+        if path.is_file() and ".git" not in path.parts and path.name != "config.local":
+            leaked = secret.encode() in path.read_bytes()
+            assert not leaked, f"the password is in {path}"
+
+    client = MlflowClient(tracking_uri=stack.tracking_uri)
+    os.environ.update(stack.client_env())  # the test's own client: restored below
+    try:
+        runs = training_runs(client)
+        assert {r.data.tags.get("dvc_exp_name") for r in runs} >= {"seed1", "seed2"}
+        for r in runs:  # the run record never holds the password either
+            leaked = secret in json.dumps([r.data.tags, r.data.params])
+            assert not leaked, f"the password is in run {r.info.run_id}'s tags or params"
+
+        import psycopg  # the runs are in the stack's PostgreSQL, not in some SQLite file
+
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=stack.ports["postgres"],
+            user="mlflow",
+            password=stack.secrets["postgres"],
+            dbname="mlflow",
+        ) as conn:
+            stored = {row[0] for row in conn.execute("SELECT run_uuid FROM runs")}
+        assert {r.info.run_id for r in runs} <= stored
+
+        # The artifacts are in the bucket, not on the server's disk.
+        keys = [
+            o["Key"] for o in stack.s3_client().list_objects_v2(Bucket="mlflow").get("Contents", [])
+        ]
+        assert any(k.endswith("model.onnx") for k in keys), keys[:20]
+        assert stack.s3_client().list_objects_v2(Bucket="dvc").get("KeyCount", 0) > 0
+        before = len(training_runs(client))
+
+        # Machine C: a clone with no S3 key in its environment; promote on the server.
+        c = tmp_path / "c"
+        run(["git", "clone", "-q", str(origin), str(c)], tmp_path, base_env)
+        configure_dvc_remote(stack, c)
+        env_c = {**base_env, **stack.client_env()}
+        run(["dcgan", "promote"], c, env_c)
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        best = client.get_run(champion.run_id).data.tags["dvc_exp_name"]
+        fcd = {
+            v.version: client.get_run(v.run_id).data.metrics["fcd"]
+            for v in client.search_model_versions(f"name='{MODEL}'")
+        }
+        assert fcd[champion.version] == min(fcd.values())
+
+        # ... and gets that experiment's outputs without training.
+        run(["dvc", "exp", "pull", "origin", best], c, env_c, timeout=600)
+        run(["dvc", "exp", "apply", best], c, env_c)
+        run(["dvc", "pull"], c, env_c, timeout=600)
+        assert "Data and pipelines are up to date" in run(["dvc", "status"], c, env_c)
+        trained_in = a if best == "seed1" else b
+        for name in ("models/generator.onnx", "models/generator.keras", "reports/metrics.json"):
+            assert (c / name).read_bytes() == (trained_in / name).read_bytes(), name
+        assert len(training_runs(client)) == before  # nothing trained
+
+        # The champion through the server: its ONNX bytes are the pulled generator.onnx, and
+        # its pyfunc (what `mlflow models serve` loads) generates.
+        code = (
+            "import sys, mlflow, numpy as np; from pathlib import Path\n"
+            f"uri = 'models:/{MODEL}@champion'\n"
+            "p = mlflow.artifacts.download_artifacts(uri, dst_path=sys.argv[1])\n"
+            "images = mlflow.pyfunc.load_model(uri).predict(np.zeros((2, 100), np.float32))\n"
+            "assert images['image'].shape == (2, 28, 28, 1), images['image'].shape\n"
+            "print(next(Path(p).rglob('*.onnx')))\n"
+        )
+        got = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "champion")],
+            env=env_c,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert got.returncode == 0, got.stderr[-2000:]
+        assert Path(got.stdout.strip()).read_bytes() == (c / "models/generator.onnx").read_bytes()
+        assert champion.run_id in run(["dcgan", "runs", "models/generator.onnx"], c, env_c)
+    finally:
+        for name in stack.client_env():
+            os.environ.pop(name, None)
+
+    # Refusals, one line each: no MLflow credentials, a wrong password, a wrong S3 key.
+    train = stage_command("train", Path("."))
+    no_user = {k: v for k, v in env_c.items() if not k.startswith("MLFLOW_TRACKING_")}
+    no_user["MLFLOW_TRACKING_URI"] = stack.tracking_uri
+    for env in (no_user, {**env_c, "MLFLOW_TRACKING_PASSWORD": "wrong"}):
+        text = fails(train, c, env)
+        assert error_lines(text) == [text.strip().splitlines()[-1]]
+        assert "refused the credentials (HTTP 401)" in text and "Traceback" not in text
+        leaked = secret in text
+        assert not leaked, "the password is in the refusal"
+
+    extra = c / "extra.bin"
+    extra.write_bytes(os.urandom(1 << 20))
+    run(["dvc", "add", "extra.bin"], c, env_c)
+    md5 = yaml.safe_load((c / "extra.bin.dvc").read_text())["outs"][0]["md5"]
+    run(["dvc", "remote", "modify", "--local", "team", "secret_access_key", "wrong"], c, env_c)
+    text = fails(["dvc", "push"], c, env_c)
+    assert error_lines(text), text[-2000:]
+    assert "403" in text or "Forbidden" in text or "SignatureDoesNotMatch" in text, text[-2000:]
+    configure_dvc_remote(stack, c)
+
+    # S3 down when pushing: an error, nothing lost locally, and the push completes later.
+    stack.stop_s3()
+    try:
+        start = time.monotonic()
+        text = fails(["dvc", "push"], c, env_c)
+        down_seconds = time.monotonic() - start
+        assert error_lines(text), text[-2000:]
+    finally:
+        again = team.up(stack.folder)  # `up` on a stack with a part down: restarts that part
+    assert again.running() == {"postgres": True, "s3": True, "mlflow": True}
+    assert (again.ports, again.secrets) == (stack.ports, stack.secrets)
+    print(f"dvc push with S3 down failed in {down_seconds:.0f} s")
+    assert (c / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).is_file()
+    assert extra.stat().st_size == 1 << 20
+    run(["dvc", "push"], c, env_c, timeout=600)
+    key = f"store/files/md5/{md5[:2]}/{md5[2:]}"
+    assert stack.s3_client().head_object(Bucket="dvc", Key=key)["ContentLength"] == 1 << 20
