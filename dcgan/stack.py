@@ -93,11 +93,11 @@ class Stack:
     def s3_keys(self) -> tuple[str, str]:
         return self.secrets["s3_access_key"], self.secrets["s3_secret_key"]
 
-    def s3_client(self, keys: tuple[str, str] | None = None) -> Any:
+    def s3_client(self) -> Any:
         import boto3
         from botocore.config import Config
 
-        access, secret = keys or self.s3_keys()
+        access, secret = self.s3_keys()
         return boto3.client(
             "s3",
             endpoint_url=self.s3_endpoint,
@@ -195,7 +195,12 @@ class Stack:
         ]
         self.pids["s3"] = _spawn(command, self.folder / "s3.log", cwd=self.folder)
         self.save()
-        _wait(lambda: _http_answers(self.s3_endpoint), self.pids["s3"], "SeaweedFS S3", self)
+        _wait(
+            lambda: _http_answers(self.s3_endpoint),
+            self.pids["s3"],
+            "SeaweedFS S3",
+            self.folder / "s3.log",
+        )
 
     def stop_s3(self) -> None:
         _stop_group(self.pids.pop("s3", None))
@@ -240,7 +245,7 @@ class Stack:
             lambda: _http_answers(f"{self.tracking_uri}/health", ok_only=True),
             self.pids["mlflow"],
             "mlflow server",
-            self,
+            self.folder / "mlflow.log",
         )
         # One request as the admin: checks the login, and leaves the server warm (its first
         # authenticated request takes seconds).
@@ -512,15 +517,11 @@ def _http_answers(url: str, ok_only: bool = False) -> bool:
         return False
 
 
-def _wait(ready: Callable[[], bool], pid: int | None, what: str, stack: Stack) -> None:
+def _wait(ready: Callable[[], bool], pid: int | None, what: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if not _alive(pid) or time.monotonic() > deadline:
-            name = "mlflow" if what.startswith("mlflow") else "s3"
-            raise DcganError(
-                f"{what} did not start within {START_TIMEOUT_S:.0f} s; see "
-                f"{stack.folder / (name + '.log')}"
-            )
+            raise DcganError(f"{what} did not start within {START_TIMEOUT_S:.0f} s; see {log_path}")
         time.sleep(0.3)
 
 
@@ -683,11 +684,11 @@ def command(action: str, folder: Path, repo: Path) -> None:
         )
         sys.stdout.write(shell_exports(stack.client_env()))
         return
-    stack = Stack.load(Path(folder).resolve())
     if action == "down":
         if not down(folder):
             log.info("no stack in %s", Path(folder).resolve())
         return
+    stack = Stack.load(Path(folder).resolve())
     if stack is None:
         raise DcganError(f"no stack in {Path(folder).resolve()}; start one with `./run stack up`")
     if action == "env":
