@@ -23,6 +23,7 @@ from dcgan.errors import DcganError
 PARAMS_FILE = "params.yaml"
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")  # auto: see dcgan/precision.py
 STRATEGIES = ("default", "mirrored")
+D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/training.py
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
 SEED_RANGE = (0, 2**32 - 1)
 SEED_REASON = "NumPy's legacy seeding, which Keras uses, takes 32-bit seeds"
@@ -65,6 +66,8 @@ class TrainConfig:
     beta_1: float  # Adam beta_1 of both optimizers (Keras default 0.9)
     beta_2: float  # Adam beta_2 of both optimizers (Keras default 0.999)
     leaky_slope: float  # negative slope of every LeakyReLU (the book's alpha=0.01)
+    d_fakes: str  # D's fake batch from G in inference mode (predict, the book) or training mode
+    label_smoothing: float  # one-sided: D's real label is 1 - this (the book: 0)
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
     precision: str  # float32 (the book) | mixed_bfloat16 | auto (bfloat16 where oneDNN has AMX)
     strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
@@ -108,6 +111,13 @@ class TrainConfig:
             0.0,
             1.0,
             "a LeakyReLU slope above 1 amplifies negative inputs; the book uses 0.01",
+        )
+        _check_choice("train.d_fakes", self.d_fakes, D_FAKES)
+        _check(
+            0.0 <= self.label_smoothing < 0.5,
+            "train.label_smoothing",
+            "must be in [0, 0.5) (D's real label is 1 minus it; at 0.5 real and fake look alike)",
+            self.label_smoothing,
         )
         _check_seed("train.seed", self.seed)
         _check_choice("train.precision", self.precision, PRECISIONS)

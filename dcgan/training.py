@@ -3,8 +3,10 @@
 One iteration, exactly as in *GANs in Action*, chapter 4:
 
 1. draw ``batch_size`` real images at random (with replacement) and z ~ N(0, 1);
-2. generate a fake batch with G in inference mode (the book calls ``generator.predict``);
-3. one Adam step of D on the real batch (label 1), then one on the fake batch (label 0):
+2. generate a fake batch with G in inference mode (the book calls ``generator.predict``;
+   ``train.d_fakes: training`` uses G in training mode instead);
+3. one Adam step of D on the real batch (label 1, or ``1 - train.label_smoothing``), then
+   one on the fake batch (label 0):
    two separate batches, so D's BatchNorm sees them separately; D's loss and accuracy are
    the mean of the two;
 4. draw fresh z and take one Adam step of G through D (label 1) with D untouched.
@@ -142,6 +144,15 @@ class GAN:
         self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables, strict=True))
         return loss
 
+    def _d_fakes(self, z: tf.Tensor) -> tf.Tensor:
+        """D's fake batch. ``predict`` (the book's ``generator.predict``): G in inference mode,
+        BatchNorm on its moving statistics, which lag far behind the batch statistics early in
+        training. ``training``: G as its own step runs it, on batch statistics; the moving
+        statistics are left to the G step, so only the source of D's fakes changes."""
+        if self.cfg.d_fakes == "training":
+            return tf.stop_gradient(train_forward(self.generator, z, update_statistics=False))
+        return self.generator(z, training=False)
+
     def _replica_step(self, real: tf.Tensor, z: tf.Tensor, z_g: tf.Tensor) -> dict[str, tf.Tensor]:
         """The iteration on this replica's share of the global batch (all of it on one device)."""
         if self.replicas > 1:
@@ -150,8 +161,8 @@ class GAN:
             share = self.cfg.batch_size // self.replicas
             i = tf.distribute.get_replica_context().replica_id_in_sync_group
             real, z, z_g = (t[i * share : (i + 1) * share] for t in (real, z, z_g))
-        fake = self.generator(z, training=False)  # the book's generator.predict(z)
-        d_loss_real, d_acc_real = self._d_update(real, 1.0)
+        fake = self._d_fakes(z)
+        d_loss_real, d_acc_real = self._d_update(real, 1.0 - self.cfg.label_smoothing)
         d_loss_fake, d_acc_fake = self._d_update(fake, 0.0)
         g_loss = self._g_update(z_g)
         return {

@@ -28,6 +28,7 @@ INTS = [-(2**63), -1, 0, 1, 2, 3, 17, 2**31 - 1, 2**32 - 1, 2**32, 10**7, 10**7 
 FLOATS = [-1e-9, 0.0, 1e-12, 1e-3, 0.5, 0.999999, 1.0, 1.0000001, 2.0, 2.5, 1e308]
 FLOATS += [math.nan, math.inf, -math.inf]
 TEXTS = ["", " ", "x", "float32", "mixed_bfloat16", "bfloat16", "auto", "default", "mirrored"]
+TEXTS += ["predict", "training"]
 TEXTS += ["defualt", "GPU:0", "CPU:0,CPU:1", "TPU:7", "mnist", "sample", "nowhere.npz", "ü" * 300]
 JUNK = [None, True, False, [], {}, [1], {"a": 1}, b"x"]
 VALUES = st.sampled_from(INTS) | st.sampled_from(FLOATS) | st.sampled_from(TEXTS)
@@ -84,6 +85,8 @@ CHEAP = {
         "beta_1": st.sampled_from([0.0, 0.5, 0.999999]),
         "beta_2": st.sampled_from([0.0, 0.999]),
         "leaky_slope": st.sampled_from([0.0, 0.01, 1.0]),
+        "d_fakes": st.sampled_from(["predict", "training", "train"]),
+        "label_smoothing": st.sampled_from([0.0, 0.1, 0.4999, 0.5]),
         "seed": st.sampled_from([0, 2**32 - 1]),
         "precision": st.sampled_from(["float32", "mixed_bfloat16"]),
         "strategy": st.sampled_from(["default", "mirrored"]),

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from dcgan.contract import draw_noise
+from dcgan.models import train_forward
 from dcgan.training import GAN, Callback, fixed_noise, train_loop
 
 
@@ -51,20 +52,43 @@ def test_one_iteration_is_two_d_updates_and_one_g_update(gan):
     assert 0.0 <= acc <= 1.0 and (acc * 16) == pytest.approx(round(acc * 16))
 
 
-def test_d_loss_is_the_mean_of_the_real_and_fake_batch_losses(tiny_train_cfg, tiny_images):
-    """Replay the step by hand on a twin with the same weights and the same draws."""
-    a = GAN(tiny_train_cfg, tiny_images)
-    b = GAN(tiny_train_cfg, tiny_images)  # same seed: same weights, same RNG stream
+@pytest.mark.parametrize(
+    ("d_fakes", "label_smoothing"), [("predict", 0.0), ("training", 0.0), ("predict", 0.1)]
+)
+def test_d_loss_is_the_mean_of_the_real_and_fake_batch_losses(
+    tiny_train_cfg, tiny_images, d_fakes, label_smoothing
+):
+    """Replay the step by hand on a twin with the same weights and the same draws: D's fakes
+    from G in the mode train.d_fakes names, real images labelled 1 - train.label_smoothing."""
+    cfg = dataclasses.replace(tiny_train_cfg, d_fakes=d_fakes, label_smoothing=label_smoothing)
+    a = GAN(cfg, tiny_images)
+    b = GAN(cfg, tiny_images)  # same seed: same weights, same RNG stream
     metrics = a.train_step()
-    cfg = tiny_train_cfg
     idx = b.rng.uniform([cfg.batch_size], 0, len(tiny_images), dtype=tf.int64)
     z = b.rng.normal([cfg.batch_size, cfg.z_dim])
-    fake = b.generator(z, training=False)
-    loss_real, _ = b.d_step(tf.gather(b.images, idx), 1.0)
+    if d_fakes == "predict":
+        fake = b.generator(z, training=False)
+    else:
+        fake = train_forward(b.generator, z, update_statistics=False)
+    loss_real, _ = b.d_step(tf.gather(b.images, idx), 1.0 - label_smoothing)
     loss_fake, _ = b.d_step(fake, 0.0)
     g_loss = b.g_step(b.rng.normal([cfg.batch_size, cfg.z_dim]))
     assert float(metrics["d_loss"]) == pytest.approx(0.5 * float(loss_real + loss_fake), rel=1e-5)
     assert float(metrics["g_loss"]) == pytest.approx(float(g_loss), rel=1e-5)
+
+
+def test_training_mode_fakes_change_only_what_d_sees(tiny_train_cfg, tiny_images):
+    """d_fakes: training feeds D other fakes (so D ends elsewhere), but G's BatchNorm
+    statistics move only in G's own step, exactly as with the book's predict."""
+    book = GAN(tiny_train_cfg, tiny_images)
+    other = GAN(dataclasses.replace(tiny_train_cfg, d_fakes="training"), tiny_images)
+    book.train_step()
+    other.train_step()
+    moving = [v.path for v in book.generator.non_trainable_weights]
+    assert moving  # the generator has BatchNorm statistics
+    g_book, g_other = snapshot(book.generator), snapshot(other.generator)
+    assert all(np.array_equal(g_book[p], g_other[p]) for p in moving)
+    assert changed(snapshot(book.discriminator), other.discriminator)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tiny_train_cfg, tiny_images):
