@@ -30,6 +30,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _steps(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a walk needs at least 2 steps, got {value}")
+    return value
+
+
 def _seed(text: str) -> int:
     """NumPy seeds are non-negative; 32 bits, as for every seed in params.yaml."""
     from dcgan.config import SEED_RANGE
@@ -51,8 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--model", type=Path, help="generator .onnx file (default: dvc.yaml's generator artifact)"
     )
-    sample.add_argument("-n", "--num", type=_positive_int, default=64, help="how many images")
+    sample.add_argument(
+        "-n",
+        "--num",
+        type=_positive_int,
+        help="how many images (default 64); with --interpolate, how many walks (default 8)",
+    )
     sample.add_argument("--seed", type=_seed, default=0, help="seed of the noise z ~ N(0, 1)")
+    sample.add_argument(
+        "--interpolate",
+        type=_steps,
+        metavar="K",
+        help="walk K steps (spherical interpolation) from the noise of --seed to that of "
+        "--to-seed: one walk per row, K columns",
+    )
+    sample.add_argument(
+        "--to-seed", type=_seed, help="with --interpolate: seed of the walks' ends (default seed+1)"
+    )
     sample.add_argument("--out", type=Path, help="grid PNG to write")
     sample.add_argument(
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
@@ -187,6 +209,11 @@ def sample_command(args: argparse.Namespace) -> None:
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
+    if args.interpolate is not None:
+        return interpolate_command(args)
+    if args.to_seed is not None:
+        raise DcganError("--to-seed only applies to --interpolate K; add it or drop --to-seed")
+    args.num = 64 if args.num is None else args.num
     if args.out is not None and args.num > MAX_GRID_IMAGES:
         raise DcganError(
             f"-n {args.num} is too many images for one grid (at most {MAX_GRID_IMAGES}); "
@@ -216,6 +243,44 @@ def sample_command(args: argparse.Namespace) -> None:
             for z in noise_chunks(args.num, z_dim, args.seed, SAMPLE_CHUNK):
                 f.write(generate(session, z).astype("<f4", copy=False).tobytes())
         log.info("wrote float32 %s to %s", shape, args.npy)
+
+
+def interpolate_command(args: argparse.Namespace) -> None:
+    """``dcgan sample --interpolate K``: walk i runs from image i of ``dcgan sample -n N
+    --seed S`` to image i of ``dcgan sample -n N --seed T``, in K steps."""
+    from dcgan.config import SEED_RANGE
+    from dcgan.contract import draw_noise
+    from dcgan.latent import walks
+    from dcgan.plots import save_grid
+    from dcgan.sampling import generate, load_session, z_dim_of
+
+    if args.cols is not None:
+        raise DcganError("--cols does not apply to --interpolate K (K columns, a walk per row)")
+    n, steps = (8 if args.num is None else args.num), args.interpolate
+    to_seed = args.to_seed if args.to_seed is not None else (args.seed + 1) % (SEED_RANGE[1] + 1)
+    if n * steps > MAX_GRID_IMAGES:
+        raise DcganError(
+            f"{n} walks of {steps} steps are {n * steps} images, more than one grid holds "
+            f"({MAX_GRID_IMAGES}); lower -n or K"
+        )
+    session = load_session(args.model or _generator_artifact())
+    z_dim = z_dim_of(session)
+    z = walks(draw_noise(n, z_dim, args.seed), draw_noise(n, z_dim, to_seed), steps)
+    images = generate(session, z)
+    if args.out is not None:
+        save_grid(images, args.out, cols=steps)
+        log.info(
+            "wrote %d walks of %d steps (seed %d -> %d) to %s",
+            n,
+            steps,
+            args.seed,
+            to_seed,
+            args.out,
+        )
+    if args.npy is not None:
+        with atomic_path(args.npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, images.astype("<f4", copy=False))
+        log.info("wrote float32 %s to %s", images.shape, args.npy)
 
 
 def stack_command(args: argparse.Namespace) -> None:

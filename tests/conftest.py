@@ -115,6 +115,12 @@ TINY = {
 }
 
 
+def link_web_deps(dest: Path) -> None:
+    """npm's install for the site stage (git-ignored, so no copy or clone has it), linked."""
+    if (ROOT / "web/node_modules").is_dir():
+        (dest / "web/node_modules").symlink_to(ROOT / "web/node_modules")
+
+
 def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
     """A git repository in ``dest`` with the files git would clone (tracked, and untracked but
     not ignored), params overridden, committed. Returns it and an environment to run DVC in."""
@@ -129,6 +135,7 @@ def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    link_web_deps(dest)
     write_params(dest / "params.yaml", **overrides)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

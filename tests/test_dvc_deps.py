@@ -49,8 +49,9 @@ def test_stage_deps_list_its_modules(stage):
 
 @pytest.mark.parametrize("stage", list(PIPELINE))
 def test_stage_params_list_its_block(stage):
-    expected = {f"{stage}.{f.name}" for f in dataclasses.fields(STAGES[stage])}
-    assert set(PIPELINE[stage]["params"]) == expected
+    # animate and site have nothing to set: no block in params.yaml, no params in dvc.yaml.
+    fields = dataclasses.fields(STAGES[stage]) if stage in STAGES else ()
+    assert set(PIPELINE[stage].get("params", [])) == {f"{stage}.{f.name}" for f in fields}
 
 
 @pytest.mark.parametrize("stage", list(PIPELINE))
@@ -76,7 +77,9 @@ def test_every_file_a_stage_reads_or_writes_is_on_its_command_line(stage):
     inputs = [
         d for d in PIPELINE[stage]["deps"] if not d.startswith(("dcgan/", "stages/", "uv.lock"))
     ]
-    assert set(inputs) <= given
+    # A folder on the command line covers the files in it that the stage lists (web/*).
+    for path in inputs:
+        assert any(path == g or path.startswith(g.rstrip("/") + "/") for g in given), path
 
 
 @pytest.mark.slow  # a git repository and a few dvc commands

@@ -11,7 +11,7 @@ from .conftest import ROOT
 
 LIBRARY = sorted(p for p in (ROOT / "dcgan").glob("*.py"))
 PIPELINE = sorted((ROOT / "dcgan/pipeline").glob("*.py"))
-STAGES = ["prepare", "train", "classifier", "export", "evaluate"]
+STAGES = ["prepare", "train", "classifier", "export", "evaluate", "animate", "site"]
 
 
 def imported(path) -> set[str]:

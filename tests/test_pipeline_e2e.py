@@ -62,6 +62,18 @@ def test_every_output_exists(repo):
     assert metrics["num_samples"] == 200 and metrics["onnx_max_abs_diff"] <= 1e-5
     assert metrics["mnist_score"] >= 1.0 and metrics["fcd"] > metrics["fcd_real_floor"]
     assert json.loads((repo / "reports/classifier.json").read_text())["test_accuracy"] > 0.5
+    # animate: one frame per recorded interval; site: the page, onnxruntime-web and this model.
+    from PIL import Image
+
+    with Image.open(repo / "reports/progress.gif") as gif:
+        assert gif.n_frames == 2
+    built = {p.name for p in (repo / "site").iterdir()}
+    assert {"index.html", "app.js", "model.onnx", "model.json", "training.gif"} <= built
+    assert {"ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= built
+    onnx_bytes = (repo / "models/generator.onnx").read_bytes()
+    assert (repo / "site/model.onnx").read_bytes() == onnx_bytes
+    card = json.loads((repo / "site/model.json").read_text())
+    assert card["metrics"]["fcd"] == metrics["fcd"] and card["params"]["train.iterations"] == 6
 
 
 def test_dvc_metrics_show_and_up_to_date(repo):
@@ -137,7 +149,7 @@ def test_the_environment_is_on_the_record(repo):
     assert environment.from_tags(tags) == expected
     locked = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     lock_md5 = hashlib.md5(lock.read_bytes()).hexdigest()
-    for stage in ("prepare", "train", "classifier", "export", "evaluate"):
+    for stage in ("prepare", "train", "classifier", "export", "evaluate", "animate", "site"):
         deps = {d["path"]: d["md5"] for d in locked[stage]["deps"]}
         assert deps["uv.lock"] == lock_md5, stage
     shown = run(

@@ -33,6 +33,9 @@ def test_sample_cli_never_imports_tensorflow(onnx_file, tmp_path):
         code = main(["sample", "--model", r"{onnx_file}", "-n", "64", "--seed", "0",
                      "--out", r"{tmp_path / "grid.png"}", "--npy", r"{tmp_path / "s.npy"}"])
         assert code == 0, code
+        code = main(["sample", "--model", r"{onnx_file}", "--interpolate", "5", "-n", "2",
+                     "--out", r"{tmp_path / "walk.png"}"])
+        assert code == 0, code
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         assert not heavy, heavy
     """)
@@ -175,3 +178,59 @@ def test_without_model_outside_a_repository_says_to_pass_one(tmp_path, monkeypat
     assert main(["sample", "--out", "grid.png"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "dvc.yaml not found" in errors[0] and "--model" in errors[0]
+
+
+def test_walks_start_and_end_at_the_samples_of_their_seeds(onnx_file, tmp_path):
+    """Walk i of `--interpolate K --seed S --to-seed T` starts at image i of `sample --seed S`
+    and ends at image i of `sample --seed T`; between them the noise stays on the shell."""
+    paths = {name: tmp_path / f"{name}.npy" for name in ("start", "end", "walk")}
+    model = ["sample", "--model", str(onnx_file), "-n", "3"]
+    assert main([*model, "--seed", "5", "--npy", str(paths["start"])]) == 0
+    assert main([*model, "--seed", "9", "--npy", str(paths["end"])]) == 0
+    command = [*model, "--interpolate", "6", "--seed", "5", "--to-seed", "9"]
+    assert main([*command, "--npy", str(paths["walk"]), "--out", str(tmp_path / "w.png")]) == 0
+    walk = np.load(paths["walk"]).reshape(3, 6, 28, 28, 1)
+    np.testing.assert_allclose(walk[:, 0], np.load(paths["start"]), atol=1e-6)
+    np.testing.assert_allclose(walk[:, -1], np.load(paths["end"]), atol=1e-6)
+    assert not np.allclose(walk[:, 2], walk[:, 0], atol=1e-3)  # it moves in between
+    from PIL import Image
+
+    with Image.open(tmp_path / "w.png") as grid:  # a walk per row: 6 columns, 3 rows
+        assert grid.width > 1.9 * grid.height
+
+
+def test_slerp_keeps_the_ends_exact_and_the_norm_between_them():
+    from dcgan.contract import draw_noise
+    from dcgan.latent import slerp, walks
+
+    a, b = draw_noise(4, 100, 1), draw_noise(4, 100, 2)
+    assert np.array_equal(slerp(a, b, 0.0), a) and np.array_equal(slerp(a, b, 1.0), b)
+    middle = slerp(a, b, 0.5)
+    norms = np.linalg.norm(np.stack([a, b]), axis=2)
+    # On the arc: the norm stays between the ends' (a straight line's midpoint would dip ~30%).
+    assert np.all(np.linalg.norm(middle, axis=1) >= norms.min(axis=0) * 0.999)
+    assert np.all(np.linalg.norm((a + b) / 2, axis=1) < norms.min(axis=0) * 0.8)
+    steps = walks(a, b, 5).reshape(4, 5, 100)
+    assert np.array_equal(steps[:, 0], a) and np.array_equal(steps[:, -1], b)
+    assert np.array_equal(slerp(a, a, 0.3), slerp(a, a, 0.3))  # parallel: no NaN
+    assert np.isfinite(slerp(a, a, 0.3)).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--interpolate", "1", "--out", "x.png"], "a walk needs at least 2 steps"),
+        (["--to-seed", "3", "--out", "x.png"], "--to-seed only applies to --interpolate"),
+        (["--interpolate", "3", "--cols", "2", "--out", "x.png"], "--cols does not apply"),
+        (["--interpolate", "100", "-n", "41", "--out", "x.png"], "more than one grid holds"),
+    ],
+)
+def test_bad_walks_are_one_line(onnx_file, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["sample", "--model", str(onnx_file), *argv])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    assert code != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

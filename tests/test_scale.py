@@ -81,7 +81,9 @@ def test_training_against_a_tracking_server(repo, tracking_server, tmp_path):
     repo, env = repo
     mlflow_server = tracking_server
     work = tmp_path / "ws"
-    shutil.copytree(repo, work, ignore=shutil.ignore_patterns("mlflow.db*", "mlruns", ".dvc"))
+    shutil.copytree(
+        repo, work, ignore=shutil.ignore_patterns("mlflow.db*", "mlruns", ".dvc", "node_modules")
+    )
     env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
     # dvc.yaml's commands, run by hand in the copy (relative paths, as DVC runs them).
     for stage in ("train", "export"):

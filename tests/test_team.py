@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import TINY, make_repo, run, stage_command
+from .conftest import TINY, link_web_deps, make_repo, run, stage_command
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,7 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, tm
     # Machine B: a clone; its password inside the tracking URI, which nothing may show.
     b = tmp_path / "b"
     run(["git", "clone", "-q", str(origin), str(b)], tmp_path, base_env)
+    link_web_deps(b)
     env_b = {
         **base_env,
         "MLFLOW_TRACKING_URI": stack.tracking_uri.replace("http://", f"http://admin:{secret}@"),

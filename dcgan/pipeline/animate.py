@@ -1,0 +1,49 @@
+"""The animate stage: the train stage's progress grids -> an animated GIF, logged into the
+run that trained the generator (found by the generator's SHA-256, like export)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from dcgan.animation import grid_files, save_gif
+from dcgan.errors import DcganError
+from dcgan.files import sha256_file
+from dcgan.pipeline.lineage import GENERATOR_TAG
+from dcgan.pipeline.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    samples: str | os.PathLike[str],
+    generator_path: str | os.PathLike[str],
+    training_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+) -> Path:
+    """Write ``out`` from the grids in ``samples``, then log it to the generator's run."""
+    frames = len(grid_files(samples))
+    gif = save_gif(samples, out)
+    log.info("wrote %s (%d frames, %.0f kB)", gif, frames, gif.stat().st_size / 1e3)
+    tracker = Tracker.for_artifact(
+        _experiment(Path(training_path)),
+        GENERATOR_TAG,
+        sha256_file(generator_path),
+        what="generator",
+    )
+    if tracker is not None:
+        tracker.log_artifact(gif)
+    return gif
+
+
+def _experiment(training_path: Path) -> str:
+    """The MLflow experiment the generator was trained in, from the train stage's record."""
+    try:
+        return json.loads(training_path.read_text())["params"]["train.experiment"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DcganError(
+            f"{training_path} does not name the training's experiment ({type(exc).__name__}); "
+            "run `dvc repro -f train`"
+        ) from None
