@@ -1,0 +1,108 @@
+"""The recipe sweep's table and grids, from the MLflow runs of the queued experiments.
+
+    dvc exp run --queue -n sweep-<recipe>-s<seed> -S train.seed=<seed> <the recipe's -S flags>
+    dvc queue start -j 1
+    python docs/sweep/report.py            # prints the Markdown table, writes docs/sweep/grids.png
+
+Runs are found by their DVC experiment name (the ``dvc_exp_name`` tag); only finished runs
+count. CPU time is the training loop's process CPU time (every thread), which compares
+recipes on a shared machine where wall time cannot.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+HERE = Path(__file__).parent
+NAME = re.compile(r"sweep-(?P<recipe>[a-z0-9]+)-s(?P<seed>\d+)")
+FLAGS = {
+    "book": "(defaults: Adam 1e-3 / 1e-3, beta_1 0.9)",
+    "adam": "-S train.g_learning_rate=0.0002 -S train.d_learning_rate=0.0002 -S train.beta_1=0.5",
+    "ttur": "-S train.g_learning_rate=0.0001 -S train.d_learning_rate=0.0004 -S train.beta_1=0.5",
+    "tfakes": "-S train.d_fakes=training",
+    "smooth": "-S train.label_smoothing=0.1",
+}
+
+
+def runs(uri: str) -> dict[str, list]:
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("dcgan")
+    found = defaultdict(list)
+    for run in client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'"):
+        match = NAME.fullmatch(run.data.tags.get("dvc_exp_name", ""))
+        if match and "fcd" in run.data.metrics:
+            found[match["recipe"]].append(run)
+    return found
+
+
+def table(found: dict[str, list]) -> str:
+    lines = [
+        "| recipe | `dvc exp run` flags | seeds | FCD (mean, min–max) | MNIST score | class shares "
+        "| CPU min / run | wall s / it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(found, key=lambda r: statistics.mean(x.data.metrics["fcd"] for x in found[r]))
+    for recipe in order:
+        rs = found[recipe]
+        m = [r.data.metrics for r in rs]
+        fcd = [x["fcd"] for x in m]
+        iterations = int(rs[0].data.params["train.iterations"])
+        cpu = statistics.mean(x["cpu_seconds_per_iteration"] for x in m) * iterations / 60
+        lines.append(
+            f"| {recipe} | {FLAGS.get(recipe, '?')} "
+            f"| {', '.join(sorted(r.data.params['train.seed'] for r in rs))} "
+            f"| {statistics.mean(fcd):.1f} ({min(fcd):.1f}–{max(fcd):.1f}) "
+            f"| {statistics.mean(x['mnist_score'] for x in m):.2f} "
+            f"| {100 * min(x['min_class_share'] for x in m):.1f}–"
+            f"{100 * max(x['max_class_share'] for x in m):.1f} % "
+            f"| {cpu:.1f} | {statistics.mean(x['seconds_per_iteration'] for x in m):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def grids(found: dict[str, list], uri: str, out: Path) -> None:
+    """The seed-0 sample grids (evaluate's onnx_samples.png) of the book's recipe and the best."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    client = MlflowClient(tracking_uri=uri)
+    best = min(found, key=lambda r: statistics.mean(x.data.metrics["fcd"] for x in found[r]))
+    panels = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in dict.fromkeys(["book", best]):
+            run = next(r for r in found[recipe] if r.data.params["train.seed"] == "0")
+            path = client.download_artifacts(run.info.run_id, "onnx_samples.png", tmp)
+            image = Image.open(path).convert("L")
+            label = Image.new("L", (image.width, 36), 255)
+            ImageDraw.Draw(label).text(
+                (image.width // 2, 18),
+                f"{recipe}: FCD {run.data.metrics['fcd']:.1f}",
+                fill=0,
+                font=ImageFont.load_default(size=22),
+                anchor="mm",
+            )
+            panel = Image.new("L", (image.width, image.height + 36), 255)
+            panel.paste(label, (0, 0))
+            panel.paste(image, (0, 36))
+            panels.append(panel)
+    canvas = Image.new(
+        "L", (sum(p.width for p in panels) + 16 * (len(panels) - 1), panels[0].height), 255
+    )
+    x = 0
+    for panel in panels:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + 16
+    canvas.save(out, optimize=True)
+
+
+if __name__ == "__main__":
+    uri = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    found = runs(uri)
+    print(table(found))
+    grids(found, uri, HERE / "grids.png")
