@@ -117,8 +117,9 @@ TINY = {
 
 def link_web_deps(dest: Path) -> None:
     """npm's install for the site stage (git-ignored, so no copy or clone has it), linked."""
-    if (ROOT / "web/node_modules").is_dir():
-        (dest / "web/node_modules").symlink_to(ROOT / "web/node_modules")
+    link = dest / "web/node_modules"
+    if (ROOT / "web/node_modules").is_dir() and not (link.exists() or link.is_symlink()):
+        link.symlink_to(ROOT / "web/node_modules")
 
 
 def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
