@@ -62,7 +62,11 @@ def frame(path: Path, iteration: int, last: int):
 
 def save_gif(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """``path``: one frame per grid in ``folder``, in iteration order, looping forever."""
-    grids = grid_files(folder)
+    return write_gif(grid_files(folder), path)
+
+
+def write_gif(grids: list[tuple[int, Path]], path: str | os.PathLike[str]) -> Path:
+    """``path``: one frame per ``(iteration, grid)`` of :func:`grid_files`, looping forever."""
     last = grids[-1][0]  # the train stage always saves the final iteration's grid
     frames = [frame(p, iteration, last) for iteration, p in grids]
     durations = [FRAME_MS] * (len(frames) - 1) + [LAST_FRAME_MS]

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from dcgan.animation import grid_files, save_gif
+from dcgan.animation import grid_files, write_gif
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
 from dcgan.pipeline.lineage import GENERATOR_TAG
@@ -24,9 +24,9 @@ def run(
     out: str | os.PathLike[str],
 ) -> Path:
     """Write ``out`` from the grids in ``samples``, then log it to the generator's run."""
-    frames = len(grid_files(samples))
-    gif = save_gif(samples, out)
-    log.info("wrote %s (%d frames, %.0f kB)", gif, frames, gif.stat().st_size / 1e3)
+    grids = grid_files(samples)
+    gif = write_gif(grids, out)
+    log.info("wrote %s (%d frames, %.0f kB)", gif, len(grids), gif.stat().st_size / 1e3)
     tracker = Tracker.for_artifact(
         _experiment(Path(training_path)),
         GENERATOR_TAG,

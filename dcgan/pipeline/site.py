@@ -63,14 +63,15 @@ def run(
 ) -> Path:
     """Build the site in ``out`` (replaced whole, or left as it was if anything fails)."""
     web, onnx_path, out = Path(web), Path(onnx_path), Path(out)
-    version = installed_ort(web)
+    modules = node_modules(web)
+    version = installed_ort(web, modules)
     card = model_card(onnx_path, Path(metrics_path))
     card["runtime"] = {ORT_PACKAGE: version, "backend": "wasm", "threads": 1}
     card["animation"] = SITE_ANIMATION if animation is not None else None
     with atomic_dir(out) as tmp:
         for name in PAGE_FILES:
             _copy(web / name, tmp / name, "restore it from git")
-        dist = node_modules(web) / ORT_PACKAGE / "dist"
+        dist = modules / ORT_PACKAGE / "dist"
         for name in ORT_FILES:
             _copy(dist / name, tmp / name, f"run `npm ci --prefix {web}`")
         shutil.copyfile(onnx_path, tmp / SITE_MODEL)
@@ -99,8 +100,8 @@ def node_modules(web: Path) -> Path:
     return main if main.is_dir() else local
 
 
-def installed_ort(web: Path) -> str:
-    """The onnxruntime-web version in ``web/node_modules``, checked against the lock's pin."""
+def installed_ort(web: Path, modules: Path) -> str:
+    """The onnxruntime-web version in ``modules``, checked against ``web``'s lock's pin."""
     fix = f"run `npm ci --prefix {web}` (Node 18 or newer; ./run does it)"
     try:
         lock = json.loads((web / "package-lock.json").read_text())
@@ -110,7 +111,7 @@ def installed_ort(web: Path) -> str:
             f"{web / 'package-lock.json'} does not pin {ORT_PACKAGE}; restore it from git"
         ) from None
     try:
-        installed = json.loads((node_modules(web) / ORT_PACKAGE / "package.json").read_text())
+        installed = json.loads((modules / ORT_PACKAGE / "package.json").read_text())
     except (OSError, ValueError):
         raise DcganError(f"{ORT_PACKAGE} {pinned} is not installed in {web}; {fix}") from None
     if installed.get("version") != pinned:
