@@ -4,6 +4,7 @@ server does to a run."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +51,64 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
     client = MlflowClient(tracking_uri=tracking_uri())
     (run,) = client.search_runs([client.get_experiment_by_name("faults").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_path, monkeypatch):
+    """Once params.yaml no longer describes the run, the iterations left would be CPU spent
+    on a model that cannot be recorded: the run stops at the next interval."""
+    from dcgan.pipeline import train
+
+    params = write_params(tmp_path / "params.yaml", train={**TINY_TRAIN, "iterations": 6})
+    real_save = train.save_grid
+    saved: list[str] = []
+
+    def edit_after_first_grid(images, path, *args, **kwargs):
+        saved.append(Path(path).name)
+        real_save(images, path, *args, **kwargs)
+        write_params(params, train={**TINY_TRAIN, "iterations": 6, "seed": 8})
+
+    monkeypatch.setattr(train, "save_grid", edit_after_first_grid)
+    outputs = train_outputs(tmp_path)
+    with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)"):
+        train.run(
+            load_config("train", params), prepared, outputs, progress=False, params_file=params
+        )
+    assert saved == ["iter_000001.png"]
+    assert not outputs.generator.exists()
+
+
+def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_path, monkeypatch):
+    """The second `dvc exp run` also force-checks-out this stage's outputs before it meets
+    DVC's lock, so reports/samples can vanish between the interval's params check and its
+    write (seen in CI): the error still names the params change and the way out."""
+    import shutil
+
+    from dcgan import plots
+    from dcgan.pipeline import train
+
+    params = write_params(tmp_path / "params.yaml", train=TINY_TRAIN)
+    real_grid_image = plots.grid_image
+
+    class CheckedOutMidWrite:  # the temporary file exists; then its folder goes
+        def __init__(self, image):
+            self.image = image
+
+        def save(self, fp, **kwargs):
+            write_params(params, train={**TINY_TRAIN, "seed": 8})
+            shutil.rmtree(Path(fp).parent)
+            return self.image.save(fp, **kwargs)
+
+    monkeypatch.setattr(
+        plots, "grid_image", lambda *a, **k: CheckedOutMidWrite(real_grid_image(*a, **k))
+    )
+    outputs = train_outputs(tmp_path)
+    with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)") as info:
+        train.run(
+            load_config("train", params), prepared, outputs, progress=False, params_file=params
+        )
+    assert "dvc exp run --queue" in str(info.value)
+    assert isinstance(info.value.__cause__, FileNotFoundError)  # kept in the chain
+    assert not outputs.generator.exists()
 
 
 def test_unchanged_params_train_as_before(prepared, tmp_path):

@@ -76,10 +76,10 @@ def run(
     this environment: its SHA-256 and the key packages' versions go into training.json and
     the MLflow run. ``store_uri`` is a tracking store already checked (the stage checks it
     before TensorFlow loads); without it the store is resolved and checked here.
-    ``params_file``, the file ``cfg`` was read from, is read again before the outputs are
-    written: if its train block changed meanwhile (another ``dvc exp run`` in the same
-    clone), nothing is written and the stage fails, so dvc.lock never pairs these models
-    with params that did not make them.
+    ``params_file``, the file ``cfg`` was read from, is read again at every interval and
+    before the outputs are written: if its train block changed meanwhile (another ``dvc exp
+    run`` in the same clone), no model is written and the stage fails, so dvc.lock never
+    pairs these models with params that did not make them.
     """
     data = load_prepared(data_dir)
     memory.check(memory.train(cfg, len(data.x_train)), "train")
@@ -113,6 +113,7 @@ def run(
     try:
         tracker.set_tags({"precision": gan.precision})
         callbacks: list[Callback] = [
+            *([WatchParams(cfg, params_file)] if params_file is not None else []),
             SaveGrid(outputs.samples),
             LogInterval(tracker, logged, outputs.samples),
         ]
@@ -147,8 +148,13 @@ def run(
     except KeyboardInterrupt:
         tracker.finish_quietly("KILLED")
         raise
-    except Exception:
+    except Exception as exc:
         tracker.finish_quietly("FAILED")
+        if params_file is not None and not isinstance(exc, ParamsChanged):
+            # A second `dvc exp run` in this clone also checks out this stage's outputs
+            # (reports/samples) under the running one: its params change is the cause to
+            # report, not the file that vanished.
+            _check_params_unchanged(cfg, params_file, cause=exc)
         raise
     finally:
         tracker.release()  # closed, failed, or checkpointed for a resume: not the watcher's
@@ -206,20 +212,41 @@ def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
     )
 
 
-def _check_params_unchanged(cfg: TrainConfig, params_file: str | os.PathLike[str]) -> None:
+class ParamsChanged(DcganError):
+    """params.yaml's train block is no longer what this run trains with."""
+
+
+def _check_params_unchanged(
+    cfg: TrainConfig, params_file: str | os.PathLike[str], cause: BaseException | None = None
+) -> None:
     """DVC records params.yaml as it is when the stage ends; it must be what trained."""
-    now = load_config("train", params_file)
-    changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(now, f.name)]
-    if changed:
+    try:
+        now = load_config("train", params_file)
+    except DcganError as exc:  # edited into something invalid: changed all the same
+        what = str(exc)
+    else:
+        changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(now, f.name)]
+        if not changed:
+            return
         what = ", ".join(
             f"train.{k} {getattr(cfg, k)!r} -> {getattr(now, k)!r}" for k in changed[:3]
         )
-        raise DcganError(
-            f"{params_file} changed while training ({what}); nothing was written, since "
-            "dvc.lock would pair these models with params that did not make them. Run "
-            "parallel experiments with `dvc exp run --queue` and `dvc queue start`, then "
-            "rerun this one"
-        )
+    raise ParamsChanged(
+        f"{params_file} changed while training ({what}); no model was written, since "
+        "dvc.lock would pair it with params that did not make it. Run parallel "
+        "experiments with `dvc exp run --queue` and `dvc queue start`, then rerun this one"
+    ) from cause
+
+
+class WatchParams(Callback):
+    """Stops at the first interval after params.yaml's train block changed: the run could no
+    longer be recorded, so the iterations left would be CPU spent for nothing."""
+
+    def __init__(self, cfg: TrainConfig, params_file: str | os.PathLike[str]) -> None:
+        self.cfg, self.params_file = cfg, params_file
+
+    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+        _check_params_unchanged(self.cfg, self.params_file)
 
 
 def _warn_on_drift(lock: str | os.PathLike[str] | None, env: dict[str, str]) -> None:
