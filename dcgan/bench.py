@@ -44,18 +44,10 @@ def machine() -> dict[str, Any]:
     import onnxruntime
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from dcgan.precision import onednn_isa
+    from dcgan.precision import cpu_name, onednn_isa
 
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "onednn_isa": onednn_isa(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -169,7 +161,8 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
         "matmul_bfloat16_gflop_per_s": peak_bf16,
         "ours_mixed_bfloat16_gflop_per_s": flops / 1e9 / ours_bf16,
         "bfloat16_speedup_vs_float32": ours / ours_bf16,
-        "auto_precision": precision.resolve("auto")[0],
+        # what train.precision: auto picks from the same two figures (a tie keeps float32)
+        "auto_precision": precision.BFLOAT16 if ours_bf16 < ours else precision.FLOAT32,
         # the step's FLOPs at matmul speed: no float32 step on this machine can beat this
         "float32_ceiling_speedup_vs_book": book / (flops / 1e9 / peak),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -69,7 +69,7 @@ class TrainConfig:
     d_fakes: str  # D's fake batch from G in inference mode (predict, the book) or training mode
     label_smoothing: float  # one-sided: D's real label is 1 - this (the book: 0)
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
-    precision: str  # float32 (the book) | mixed_bfloat16 | auto (bfloat16 where oneDNN has AMX)
+    precision: str  # float32 (the book) | mixed_bfloat16 | auto (the faster here, measured)
     strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
     devices: str  # mirrored only: e.g. "GPU:0,GPU:1"; empty = every visible GPU
     experiment: str  # MLflow experiment name

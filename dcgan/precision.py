@@ -1,31 +1,70 @@
-"""``train.precision: auto``: mixed_bfloat16 where the CPU has AMX bfloat16 units, float32
-elsewhere.
+"""``train.precision: auto``: the faster of float32 and mixed_bfloat16, measured on this machine.
 
-What the CPU has is what oneDNN, the library behind TensorFlow's CPU convolutions, says it
-dispatches to: the ``isa`` line of its verbose report (``ONEDNN_VERBOSE=1``), printed once
-per process at oneDNN's first primitive, so it is read from a short child process.
+Why a measurement: the instruction set does not predict the ratio. On an Intel Xeon whose
+oneDNN reports AMX, the bfloat16 step ran 1.6x the float32 one (README, Performance); on one
+with AVX512-BF16 and no AMX, 0.58x; an AMD EPYC with AVX512-BF16 and no AMX was reported at
+1.4x. So ``auto`` times a few compiled iterations of the run's own model and batch in each
+precision, in a child process (fresh threads; Keras' dtype state in the training process is
+left alone), and picks the faster. The figures are cached per machine (CPU model and cores),
+TensorFlow version and model shape, in ``$DCGAN_CACHE_DIR/precision.json`` (default
+``~/.cache/dcgan``): the second run on a machine costs nothing and resolves the same way,
+so its outputs stay byte for byte what the first run's were.
 
-Why AMX and not any bfloat16: on an Intel Xeon whose oneDNN reports AMX, the bfloat16 step
-ran 1.6x the float32 one (README, Performance); on one that reports "AVX-512 with float16,
-Intel DL Boost and bfloat16 support" but no AMX, it ran at 0.60x, and a 2048^2 bfloat16
-matmul at about half the float32 speed (0.49x-0.54x in two runs; AVX512-BF16's dot product
-has no more throughput than float32 FMAs there). An AMD EPYC with AVX512-BF16 was reported
-at 1.4x; auto gives it float32 (set ``mixed_bfloat16`` there by hand), because the ISA line
-cannot tell the two apart.
+A measurement says which precision is faster, not whether it trains as well: the default
+stays float32 until bfloat16's samples have been compared with float32's (README, Performance).
+Delete the cache file to measure again (e.g. after a measurement taken on a busy machine).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
+import platform
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dcgan.errors import DcganError
+from dcgan.files import atomic_path
+
+if TYPE_CHECKING:
+    from dcgan.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 AUTO = "auto"
 BFLOAT16 = "mixed_bfloat16"
 FLOAT32 = "float32"
+MEASURED = (FLOAT32, BFLOAT16)
+CACHE_ENV = "DCGAN_CACHE_DIR"
+WARMUP, STEPS = 1, 5  # the first call traces; the median of five is steady on a busy box
+TIMEOUT_S = 600
+HOPELESS = 2.0  # a timed step this many times the fastest precision's ends its timing
 
 _PROBE = "import tensorflow as tf; x = tf.ones((16, 16), tf.bfloat16); tf.matmul(x, x).numpy()"
+
+Timer = Callable[["TrainConfig"], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``train.precision`` resolved to, why, and (for auto) the seconds per iteration
+    measured in each precision."""
+
+    precision: str
+    reason: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.seconds)
 
 
 @functools.cache
@@ -45,16 +84,153 @@ def onednn_isa() -> str | None:
     return None
 
 
-def amx_bfloat16(isa: str | None) -> bool:
-    """Whether oneDNN's ISA includes AMX's bfloat16 tiles."""
-    return isa is not None and "AMX" in isa and "bfloat16" in isa
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), or what the platform says elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-def resolve(precision: str) -> tuple[str, str]:
-    """The precision to train in, and why: ``auto`` asks oneDNN; anything else stays."""
-    if precision != AUTO:
-        return precision, "set in params.yaml"
-    isa = onednn_isa()
-    if amx_bfloat16(isa):
-        return BFLOAT16, f"auto: oneDNN has AMX bfloat16 here ({isa})"
-    return FLOAT32, f"auto: no AMX bfloat16 here (oneDNN: {isa or 'not in use'})"
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_key(cfg: TrainConfig) -> str:
+    """What a measurement holds for: this CPU and core count, this TensorFlow, this model
+    shape and batch. Another machine, TF upgrade or batch size measures again."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "unknown"
+    return (
+        f"{cpu_name()} | {_cores()} cores | tensorflow {tf_version} | "
+        f"batch {cfg.batch_size} | z_dim {cfg.z_dim}"
+    )
+
+
+def cache_path() -> Path:
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dcgan"
+    return Path(root) / "precision.json"
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, float]]:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: measure again
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _valid(seconds: object) -> bool:
+    return isinstance(seconds, dict) and all(
+        isinstance(seconds.get(p), (int, float)) and seconds[p] > 0 for p in MEASURED
+    )
+
+
+def _write_cache(path: Path, key: str, seconds: Mapping[str, float]) -> None:
+    cache = _read_cache(path)
+    cache[key] = dict(seconds)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(cache, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:  # a read-only home still trains; it measures next time too
+        log.warning("could not cache the precision measurement in %s: %s", path, exc)
+
+
+def measure(cfg: TrainConfig) -> dict[str, float]:
+    """Median seconds per compiled training iteration of ``cfg``'s model and batch in each
+    precision, on one device, timed in a child process."""
+    train = {**asdict(cfg), "strategy": "default", "devices": ""}
+    command = [sys.executable, "-m", "dcgan.precision", json.dumps(train)]
+    package_root = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise DcganError(f"the precision measurement took over {TIMEOUT_S} s") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DcganError(f"the precision measurement failed (exit {done.returncode}: {last})")
+    seconds = json.loads(lines[-1])
+    if not _valid(seconds):
+        raise DcganError(f"the precision measurement printed {lines[-1]!r}")
+    return {p: float(seconds[p]) for p in MEASURED}
+
+
+def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
+    """The precision to train in. ``auto``: the faster measured precision, from the cache or
+    from ``timer`` (default :func:`measure`); anything else stays as params.yaml says."""
+    if cfg.precision != AUTO:
+        return Choice(cfg.precision, "set in params.yaml")
+    key, path = machine_key(cfg), cache_path()
+    seconds = _read_cache(path).get(key)
+    source = f"cached in {path}"
+    if not _valid(seconds):
+        log.info("train.precision auto: timing %d iterations in each precision", STEPS)
+        try:
+            seconds = dict((timer or measure)(cfg))
+            if not _valid(seconds):
+                raise DcganError(f"the timer returned {seconds!r}")
+        except DcganError as exc:
+            log.warning("train.precision auto: %s; training in float32", exc)
+            return Choice(FLOAT32, f"auto: float32, not measured ({exc})")
+        _write_cache(path, key, seconds)
+        source = f"measured now, cached in {path}"
+    assert seconds is not None
+    fastest = min(MEASURED, key=lambda p: seconds[p])  # a tie keeps float32 (listed first)
+    ratio = seconds[FLOAT32] / seconds[BFLOAT16]
+    reason = (
+        f"auto: {seconds[FLOAT32]:.3f} s/iteration in float32, "
+        f"{seconds[BFLOAT16]:.3f} in mixed_bfloat16 (bfloat16 {ratio:.2f}x float32's speed) "
+        f"on {key.split(' | batch')[0]}; {source}"
+    )
+    return Choice(fastest, reason, {p: float(seconds[p]) for p in MEASURED})
+
+
+def _time_steps(cfg: TrainConfig) -> dict[str, float]:
+    """In the child: build the GAN in each precision on random images, time its steps."""
+    import numpy as np
+
+    from dcgan.training import GAN
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (max(cfg.batch_size, 256), 28, 28, 1)).astype(np.float32)
+    seconds: dict[str, float] = {}
+    for name in MEASURED:
+        gan = GAN(replace(cfg, precision=name, strategy="default", devices=""), images)
+        times: list[float] = []
+        for i in range(WARMUP + STEPS):
+            start = time.perf_counter()
+            float(gan.train_step()["g_loss"])  # waits for the step
+            if i >= WARMUP:
+                times.append(time.perf_counter() - start)
+                # Emulated bfloat16 can run 10x slower: one step that far behind cannot win.
+                if seconds and times[-1] > HOPELESS * min(seconds.values()):
+                    break
+        seconds[name] = statistics.median(times)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The child: argv[0] is the train block as JSON; prints the seconds as JSON."""
+    from dcgan.config import TrainConfig
+
+    train = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    print(json.dumps(_time_steps(TrainConfig(**train))))
+
+
+if __name__ == "__main__":
+    main()

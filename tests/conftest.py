@@ -29,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _isolated_mlflow(tmp_path_factory, monkeypatch):
     store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    # train.precision: auto caches its measurement per machine; never in the developer's home.
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(store.parent / "cache"))
 
 
 @pytest.fixture(scope="session")

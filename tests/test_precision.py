@@ -1,5 +1,6 @@
-"""train.precision: auto resolves by what oneDNN reports of the CPU, and the resolved
-precision is what the run records; a bfloat16 step keeps the training semantics."""
+"""train.precision: auto resolves by timing both precisions (cached per machine), and the
+resolved precision and the figures are what the run records; a bfloat16 step keeps the
+training semantics."""
 
 from __future__ import annotations
 
@@ -15,34 +16,108 @@ from dcgan.training import GAN
 
 from .conftest import stage_paths, train_outputs
 
-AMX = (
-    "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support and Intel AMX with "
-    "bfloat16 and 8-bit integer support"
-)
-AVX512_BF16 = "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support"
-AVX512 = "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions"
+
+class FakeTimer:
+    """Stands in for the child process that times the real steps: returns given figures and
+    counts its calls."""
+
+    def __init__(self, float32: float, bfloat16: float) -> None:
+        self.seconds = {"float32": float32, "mixed_bfloat16": bfloat16}
+        self.calls = 0
+
+    def __call__(self, cfg):
+        self.calls += 1
+        return dict(self.seconds)
+
+
+def auto(cfg):
+    return dataclasses.replace(cfg, precision="auto")
 
 
 @pytest.mark.parametrize(
-    ("isa", "expected"),
+    ("float32", "bfloat16", "expected"),
     [
-        (AMX, "mixed_bfloat16"),
-        (AVX512_BF16, "float32"),  # measured slower than float32 without AMX
-        (AVX512, "float32"),
-        (None, "float32"),  # oneDNN not in use
+        (0.50, 0.31, "mixed_bfloat16"),  # AMX-like: 1.6x
+        (0.50, 0.86, "float32"),  # AVX512-BF16 without AMX on Intel: 0.58x
+        (0.50, 0.50, "float32"),  # a tie keeps the book's precision
     ],
 )
-def test_auto_follows_what_onednn_reports(monkeypatch, isa, expected):
-    monkeypatch.setattr(precision, "onednn_isa", lambda: isa)
-    resolved, why = precision.resolve("auto")
-    assert resolved == expected and why.startswith("auto:")
-    assert precision.resolve("mixed_bfloat16")[0] == "mixed_bfloat16"  # explicit wins
-    assert precision.resolve("float32")[0] == "float32"
+def test_auto_picks_the_faster_measured_precision(tiny_train_cfg, float32, bfloat16, expected):
+    timer = FakeTimer(float32, bfloat16)
+    choice = precision.resolve(auto(tiny_train_cfg), timer=timer)
+    assert choice.precision == expected and timer.calls == 1
+    assert choice.seconds == {"float32": float32, "mixed_bfloat16": bfloat16}
+    assert choice.reason.startswith("auto:") and f"{float32 / bfloat16:.2f}x" in choice.reason
+
+
+def test_explicit_precisions_never_measure(tiny_train_cfg):
+    timer = FakeTimer(0.5, 0.1)
+    for name in ("float32", "mixed_bfloat16"):
+        choice = precision.resolve(dataclasses.replace(tiny_train_cfg, precision=name), timer)
+        assert choice.precision == name and not choice.measured
+    assert timer.calls == 0
+
+
+def test_the_measurement_is_cached_per_machine_tf_version_and_batch(tiny_train_cfg, monkeypatch):
+    timer = FakeTimer(0.5, 0.3)
+    cfg = auto(tiny_train_cfg)
+    first = precision.resolve(cfg, timer)
+    second = precision.resolve(cfg, FakeTimer(0.1, 9.0))  # a cached answer: not asked
+    assert first.precision == second.precision == "mixed_bfloat16"
+    assert first.seconds == second.seconds and "cached in" in second.reason
+    cache = json.loads(precision.cache_path().read_text())
+    assert list(cache) == [precision.machine_key(cfg)]
+    assert cfg.batch_size == 8 and "batch 8" in precision.machine_key(cfg)
+
+    other_batch = FakeTimer(0.5, 0.9)
+    assert precision.resolve(dataclasses.replace(cfg, batch_size=16), other_batch).precision == (
+        "float32"
+    )
+    assert other_batch.calls == 1
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata,
+        "version",
+        lambda name: "9.99.0" if name == "tensorflow" else real_version(name),
+    )
+    upgraded = FakeTimer(0.5, 0.9)
+    assert precision.resolve(cfg, upgraded).precision == "float32" and upgraded.calls == 1
+    assert len(json.loads(precision.cache_path().read_text())) == 3
+
+
+def test_a_damaged_cache_or_a_failed_measurement_falls_back_to_float32(tiny_train_cfg, caplog):
+    from dcgan.errors import DcganError
+
+    cfg = auto(tiny_train_cfg)
+    precision.cache_path().parent.mkdir(parents=True, exist_ok=True)
+    precision.cache_path().write_text("{not json")
+    timer = FakeTimer(0.5, 0.2)
+    assert precision.resolve(cfg, timer).precision == "mixed_bfloat16" and timer.calls == 1
+
+    precision.cache_path().unlink()
+
+    def broken(cfg):
+        raise DcganError("the precision measurement failed (exit 1: MemoryError)")
+
+    choice = precision.resolve(cfg, broken)
+    assert choice.precision == "float32" and not choice.measured
+    assert "not measured" in choice.reason and "MemoryError" in choice.reason
+    assert not precision.cache_path().exists()  # a failure is not remembered
+    assert "training in float32" in caplog.text
+
+
+def test_the_child_times_the_real_steps(tiny_train_cfg):
+    """The default timer: a child process builds the GAN in each precision and times it."""
+    seconds = precision.measure(tiny_train_cfg)
+    assert set(seconds) == {"float32", "mixed_bfloat16"}
+    assert all(0 < s < 60 for s in seconds.values()), seconds
 
 
 def test_the_probe_reads_this_machines_onednn():
     """The child process really prints oneDNN's isa line here (x86 TensorFlow uses oneDNN
-    unless TF_ENABLE_ONEDNN_OPTS=0)."""
+    unless TF_ENABLE_ONEDNN_OPTS=0); `dcgan bench` reports it."""
     import os
     import platform
 
@@ -56,12 +131,13 @@ def test_the_probe_reads_this_machines_onednn():
     assert isa is not None and ("AVX" in isa or "SSE" in isa), isa
 
 
-@pytest.mark.parametrize("isa", [AMX, AVX512])
-def test_the_gan_trains_in_the_resolved_precision(monkeypatch, tiny_train_cfg, tiny_images, isa):
-    monkeypatch.setattr(precision, "onednn_isa", lambda: isa)
-    gan = GAN(dataclasses.replace(tiny_train_cfg, precision="auto"), tiny_images)
-    expected = "bfloat16" if isa == AMX else "float32"
-    assert gan.precision == ("mixed_bfloat16" if isa == AMX else "float32")
+@pytest.mark.parametrize(("bfloat16", "expected"), [(0.2, "bfloat16"), (0.9, "float32")])
+def test_the_gan_trains_in_the_resolved_precision(
+    monkeypatch, tiny_train_cfg, tiny_images, bfloat16, expected
+):
+    monkeypatch.setattr(precision, "measure", FakeTimer(0.5, bfloat16))
+    gan = GAN(auto(tiny_train_cfg), tiny_images)
+    assert gan.precision == ("mixed_bfloat16" if expected == "bfloat16" else "float32")
     assert gan.generator.get_layer("deconv1").compute_dtype == expected
     assert gan.generator.weights[0].dtype == "float32"  # variables stay float32
 
@@ -100,7 +176,7 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
 
-    monkeypatch.setattr(precision, "onednn_isa", lambda: AMX)
+    monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.3))
     prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), tmp_path / "data")
     cfg = dataclasses.replace(
         repo_params["train"], precision="auto", iterations=2, batch_size=8, sample_interval=1
@@ -117,4 +193,11 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     (run,) = runs_for_file(tmp_path / "models/generator.onnx")
     assert run.data.tags["precision"] == "mixed_bfloat16"
     assert run.data.params["train.precision"] == "auto"
+    assert training["precision_measured"]["seconds_per_iteration"] == {
+        "float32": 0.5,
+        "mixed_bfloat16": 0.3,
+    }
+    assert run.data.metrics["auto_float32_s_per_iteration"] == 0.5
+    assert run.data.metrics["auto_mixed_bfloat16_s_per_iteration"] == 0.3
+    assert "0.500 s/iteration in float32" in run.data.tags["precision_reason"]
     assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == "FINISHED"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import checkpoint, environment, memory
+from dcgan import checkpoint, environment, memory, precision
 from dcgan.config import TrainConfig, flat_params, load_config, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.errors import DcganError
@@ -111,7 +111,11 @@ def run(
         cfg, store_uri, params, env, data, Path(data_dir), resumed, history, outputs.samples
     )
     try:
-        tracker.set_tags({"precision": gan.precision})
+        tracker.set_tags({"precision": gan.precision, "precision_reason": gan.precision_reason})
+        if gan.precision_choice.measured:  # auto: what it measured, beside what it chose
+            tracker.log_metrics(
+                {f"auto_{p}_s_per_iteration": s for p, s in gan.precision_choice.seconds.items()}
+            )
         callbacks: list[Callback] = [
             *([WatchParams(cfg, params_file)] if params_file is not None else []),
             SaveGrid(outputs.samples),
@@ -404,15 +408,19 @@ def _save_outputs(
     final = {k: history.rows[-1][k] for k in FINAL_METRICS}
     write_json(outputs.metrics, final)
     # What made the models; their own files carry what they are (z_dim: the input shape).
-    write_json(
-        outputs.training,
-        {
-            "params": params,
-            "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
-            "data": {k: data.meta.get(k) for k in ("source", "description", "sha256")},
-            "environment": env,  # the lock's SHA-256 and the key packages' versions
-        },
-    )
+    record: dict[str, Any] = {
+        "params": params,
+        "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
+    }
+    choice = gan.precision_choice
+    if choice.measured:  # the cached figures, not when they were taken: same bytes next run
+        record["precision_measured"] = {
+            "seconds_per_iteration": choice.seconds,
+            "on": precision.machine_key(gan.cfg),
+        }
+    record["data"] = {k: data.meta.get(k) for k in ("source", "description", "sha256")}
+    record["environment"] = env  # the lock's SHA-256 and the key packages' versions
+    write_json(outputs.training, record)
     return final
 
 

@@ -28,6 +28,8 @@ FLAGS = {
     "ttur": "-S train.g_learning_rate=0.0001 -S train.d_learning_rate=0.0004 -S train.beta_1=0.5",
     "tfakes": "-S train.d_fakes=training",
     "smooth": "-S train.label_smoothing=0.1",
+    "adamtf": "-S train.g_learning_rate=0.0002 -S train.d_learning_rate=0.0002 "
+    "-S train.beta_1=0.5 -S train.d_fakes=training",
 }
 
 
