@@ -84,7 +84,9 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
             label = Image.new("L", (image.width, 36), 255)
             ImageDraw.Draw(label).text(
                 (image.width // 2, 18),
-                f"{recipe}: FCD {run.data.metrics['fcd']:.1f}",
+                f"{recipe}, seed 0, {run.data.params['train.iterations']} iterations: "
+                f"FCD {run.data.metrics['fcd']:.1f}, MNIST score "
+                f"{run.data.metrics['mnist_score']:.2f}",
                 fill=0,
                 font=ImageFont.load_default(size=22),
                 anchor="mm",
