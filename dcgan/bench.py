@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,9 @@ import numpy as np
 
 from dcgan.config import ExportConfig, TrainConfig
 from dcgan.errors import DcganError
+from dcgan.precision import median_seconds
 
 log = logging.getLogger(__name__)
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def machine() -> dict[str, Any]:
@@ -100,7 +89,7 @@ def matmul_gflop_per_s(dtype: str = "float32", n: int = 2048, repeats: int = 10)
 
     a = tf.random.stateless_normal((n, n), seed=(0, 0), dtype=dtype)
     product = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
-    return 2 * n**3 / _median_seconds(lambda: product(a).numpy(), repeats) / 1e9
+    return 2 * n**3 / median_seconds(lambda: product(a).numpy(), repeats) / 1e9
 
 
 def step_flops(gan) -> float:
@@ -127,21 +116,19 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
     cfg = dataclasses.replace(train, precision="float32", strategy="default", devices="")
     images = normalise(load_sample(0.2, 0).x_train)
     gan = GAN(cfg, images)
-    ours = _median_seconds(lambda: float(gan.train_step()["g_loss"]), iterations, warmup=3)
+    ours = median_seconds(lambda: float(gan.train_step()["g_loss"]), iterations, warmup=3)
     flops = step_flops(gan)
     gan_bf16 = GAN(dataclasses.replace(cfg, precision="mixed_bfloat16"), images)
-    ours_bf16 = _median_seconds(
-        lambda: float(gan_bf16.train_step()["g_loss"]), iterations, warmup=3
-    )
+    ours_bf16 = median_seconds(lambda: float(gan_bf16.train_step()["g_loss"]), iterations, warmup=3)
 
     iteration, g, d, _ = book_loop(cfg, images)
     # d.trainable_weights is empty once D is frozen; look at a kernel directly.
     kernel = d.get_layer("conv1").kernel
     before = kernel.numpy().copy()
-    book = _median_seconds(iteration, max(iterations // 2, 5), warmup=2)
+    book = median_seconds(iteration, max(iterations // 2, 5), warmup=2)
     d_trains = not np.array_equal(before, kernel.numpy())
     lean_iteration, *_ = book_loop(cfg, images, unused_predict=False)
-    book_lean = _median_seconds(lean_iteration, max(iterations // 2, 5), warmup=2)
+    book_lean = median_seconds(lean_iteration, max(iterations // 2, 5), warmup=2)
     keras.backend.clear_session()
     peak, peak_bf16 = matmul_gflop_per_s("float32"), matmul_gflop_per_s("bfloat16")
     return {
@@ -214,9 +201,9 @@ def bench_inference(
             tz = tf.constant(z)
             repeats = 200 if batch == 1 else (50 if batch == 64 else 10)
             feed = {INPUT_NAME: z}
-            ort_s = _median_seconds(lambda f=feed: session.run([OUTPUT_NAME], f), repeats, warmup=5)
-            plain_s = _median_seconds(lambda f=feed: plain.run([OUTPUT_NAME], f), repeats, warmup=5)
-            tf_s = _median_seconds(lambda tz=tz: call(tz).numpy(), repeats, warmup=5)
+            ort_s = median_seconds(lambda f=feed: session.run([OUTPUT_NAME], f), repeats, warmup=5)
+            plain_s = median_seconds(lambda f=feed: plain.run([OUTPUT_NAME], f), repeats, warmup=5)
+            tf_s = median_seconds(lambda tz=tz: call(tz).numpy(), repeats, warmup=5)
             rows.append(
                 {
                     "batch": batch,

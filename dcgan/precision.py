@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -61,6 +62,7 @@ class Choice:
     precision: str
     reason: str
     seconds: dict[str, float] = field(default_factory=dict)
+    on: str = ""  # auto: what the figures hold for (machine_key), the cache's key
 
     @property
     def measured(self) -> bool:
@@ -102,19 +104,22 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def machine_key(cfg: TrainConfig) -> str:
-    """What a measurement holds for: this CPU and core count, this TensorFlow, this model
-    shape and batch. Another machine, TF upgrade or batch size measures again."""
+def machine_name() -> str:
+    """This CPU, its core count and TensorFlow's version: what a timing depends on beyond
+    the model."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         tf_version = version("tensorflow")
     except PackageNotFoundError:
         tf_version = "unknown"
-    return (
-        f"{cpu_name()} | {_cores()} cores | tensorflow {tf_version} | "
-        f"batch {cfg.batch_size} | z_dim {cfg.z_dim}"
-    )
+    return f"{cpu_name()} | {_cores()} cores | tensorflow {tf_version}"
+
+
+def machine_key(cfg: TrainConfig, machine: str | None = None) -> str:
+    """What a measurement holds for: this machine (:func:`machine_name`), this model shape
+    and batch. Another machine, TF upgrade or batch size measures again."""
+    return f"{machine or machine_name()} | batch {cfg.batch_size} | z_dim {cfg.z_dim}"
 
 
 def cache_path() -> Path:
@@ -149,8 +154,7 @@ def _write_cache(path: Path, key: str, seconds: Mapping[str, float]) -> None:
 def measure(cfg: TrainConfig) -> dict[str, float]:
     """Median seconds per compiled training iteration of ``cfg``'s model and batch in each
     precision, on one device, timed in a child process."""
-    train = {**asdict(cfg), "strategy": "default", "devices": ""}
-    command = [sys.executable, "-m", "dcgan.precision", json.dumps(train)]
+    command = [sys.executable, "-m", "dcgan.precision", json.dumps(asdict(cfg))]
     package_root = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -175,7 +179,8 @@ def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
     from ``timer`` (default :func:`measure`); anything else stays as params.yaml says."""
     if cfg.precision != AUTO:
         return Choice(cfg.precision, "set in params.yaml")
-    key, path = machine_key(cfg), cache_path()
+    machine = machine_name()
+    key, path = machine_key(cfg, machine), cache_path()
     seconds = _read_cache(path).get(key)
     source = f"cached in {path}"
     if not _valid(seconds):
@@ -195,13 +200,32 @@ def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
     reason = (
         f"auto: {seconds[FLOAT32]:.3f} s/iteration in float32, "
         f"{seconds[BFLOAT16]:.3f} in mixed_bfloat16 (bfloat16 {ratio:.2f}x float32's speed) "
-        f"on {key.split(' | batch')[0]}; {source}"
+        f"on {machine}; {source}"
     )
-    return Choice(fastest, reason, {p: float(seconds[p]) for p in MEASURED})
+    return Choice(fastest, reason, {p: float(seconds[p]) for p in MEASURED}, on=key)
+
+
+def median_seconds(
+    fn: Callable[[], object], repeats: int, warmup: int = 2, stop_above: float = math.inf
+) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn`` (each must wait for its result),
+    after ``warmup`` untimed calls (tracing, caches). A call over ``stop_above`` seconds ends
+    the timing there: the caller only needs to know it lost. ``dcgan bench`` times with it too."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if times[-1] > stop_above:
+            break
+    return statistics.median(times)
 
 
 def _time_steps(cfg: TrainConfig) -> dict[str, float]:
-    """In the child: build the GAN in each precision on random images, time its steps."""
+    """In the child: build the GAN in each precision on random images on one device, and
+    time its steps."""
     import numpy as np
 
     from dcgan.training import GAN
@@ -211,16 +235,14 @@ def _time_steps(cfg: TrainConfig) -> dict[str, float]:
     seconds: dict[str, float] = {}
     for name in MEASURED:
         gan = GAN(replace(cfg, precision=name, strategy="default", devices=""), images)
-        times: list[float] = []
-        for i in range(WARMUP + STEPS):
-            start = time.perf_counter()
-            float(gan.train_step()["g_loss"])  # waits for the step
-            if i >= WARMUP:
-                times.append(time.perf_counter() - start)
-                # Emulated bfloat16 can run 10x slower: one step that far behind cannot win.
-                if seconds and times[-1] > HOPELESS * min(seconds.values()):
-                    break
-        seconds[name] = statistics.median(times)
+        # Emulated bfloat16 can run 10x slower: one step that far behind cannot win.
+        hopeless = HOPELESS * min(seconds.values()) if seconds else math.inf
+        seconds[name] = median_seconds(
+            lambda gan=gan: float(gan.train_step()["g_loss"]),  # float() waits for the step
+            STEPS,
+            warmup=WARMUP,
+            stop_above=hopeless,
+        )
     return seconds
 
 

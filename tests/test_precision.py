@@ -66,8 +66,9 @@ def test_the_measurement_is_cached_per_machine_tf_version_and_batch(tiny_train_c
     assert first.precision == second.precision == "mixed_bfloat16"
     assert first.seconds == second.seconds and "cached in" in second.reason
     cache = json.loads(precision.cache_path().read_text())
-    assert list(cache) == [precision.machine_key(cfg)]
+    assert list(cache) == [precision.machine_key(cfg)] == [first.on] == [second.on]
     assert cfg.batch_size == 8 and "batch 8" in precision.machine_key(cfg)
+    assert f"on {precision.machine_name()}; cached in" in second.reason
 
     other_batch = FakeTimer(0.5, 0.9)
     assert precision.resolve(dataclasses.replace(cfg, batch_size=16), other_batch).precision == (
@@ -106,6 +107,23 @@ def test_a_damaged_cache_or_a_failed_measurement_falls_back_to_float32(tiny_trai
     assert "not measured" in choice.reason and "MemoryError" in choice.reason
     assert not precision.cache_path().exists()  # a failure is not remembered
     assert "training in float32" in caplog.text
+
+
+def test_a_timing_stops_at_the_first_call_over_its_limit():
+    """The median is over the calls timed; a call over ``stop_above`` ends the timing (a
+    hopeless bfloat16 step need not be timed five times)."""
+    import time
+
+    calls = []
+
+    def step(pause=0.02):
+        calls.append(1)
+        time.sleep(pause)
+
+    assert precision.median_seconds(step, 5, warmup=1) >= 0.02 and len(calls) == 6
+    calls.clear()
+    assert precision.median_seconds(step, 5, warmup=1, stop_above=0.01) >= 0.02
+    assert len(calls) == 2  # the warm-up, then one timed call over the limit
 
 
 def test_the_child_times_the_real_steps(tiny_train_cfg):
@@ -197,6 +215,7 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
         "float32": 0.5,
         "mixed_bfloat16": 0.3,
     }
+    assert training["precision_measured"]["on"] == precision.machine_key(cfg)
     assert run.data.metrics["auto_float32_s_per_iteration"] == 0.5
     assert run.data.metrics["auto_mixed_bfloat16_s_per_iteration"] == 0.3
     assert "0.500 s/iteration in float32" in run.data.tags["precision_reason"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import checkpoint, environment, memory, precision
+from dcgan import checkpoint, environment, memory
 from dcgan.config import TrainConfig, flat_params, load_config, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.errors import DcganError
@@ -416,7 +416,7 @@ def _save_outputs(
     if choice.measured:  # the cached figures, not when they were taken: same bytes next run
         record["precision_measured"] = {
             "seconds_per_iteration": choice.seconds,
-            "on": precision.machine_key(gan.cfg),
+            "on": choice.on,
         }
     record["data"] = {k: data.meta.get(k) for k in ("source", "description", "sha256")}
     record["environment"] = env  # the lock's SHA-256 and the key packages' versions
