@@ -11,9 +11,9 @@ recipes on a shared machine where wall time cannot.
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -106,7 +106,14 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    uri = sys.argv[1] if len(sys.argv) > 1 else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "tracking_uri",
+        nargs="?",
+        default=f"sqlite:///{Path.cwd() / 'mlflow.db'}",
+        help="the MLflow store the sweep logged to (default: ./mlflow.db)",
+    )
+    uri = parser.parse_args().tracking_uri
     found = runs(uri)
     print(table(found))
     grids(found, uri, HERE / "grids.png")
