@@ -20,6 +20,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from dcgan.pipeline.store import tracking_uri
+
 HERE = Path(__file__).parent
 MIN_SEEDS = 2  # one seed's FCD is one draw: a recipe is called best on two or more
 NAME = re.compile(r"sweep-(?P<recipe>[a-z0-9]+)-s(?P<seed>\d+)")
@@ -45,14 +47,17 @@ def runs(uri: str) -> dict[str, list]:
     return found
 
 
+def mean_fcd(runs: list) -> float:
+    return statistics.mean(r.data.metrics["fcd"] for r in runs)
+
+
 def table(found: dict[str, list]) -> str:
     lines = [
         "| recipe | `dvc exp run` flags | seeds | FCD (mean, min–max) | MNIST score | class shares "
         "| CPU min / run | wall s / it |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    order = sorted(found, key=lambda r: statistics.mean(x.data.metrics["fcd"] for x in found[r]))
-    for recipe in order:
+    for recipe in sorted(found, key=lambda r: mean_fcd(found[r])):
         rs = found[recipe]
         m = [r.data.metrics for r in rs]
         fcd = [x["fcd"] for x in m]
@@ -77,7 +82,7 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
 
     client = MlflowClient(tracking_uri=uri)
     ranked = [r for r in found if len(found[r]) >= MIN_SEEDS] or list(found)
-    best = min(ranked, key=lambda r: statistics.mean(x.data.metrics["fcd"] for x in found[r]))
+    best = min(ranked, key=lambda r: mean_fcd(found[r]))
     panels = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in dict.fromkeys(["book", best]):
@@ -113,8 +118,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "tracking_uri",
         nargs="?",
-        default=f"sqlite:///{Path.cwd() / 'mlflow.db'}",
-        help="the MLflow store the sweep logged to (default: ./mlflow.db)",
+        default=tracking_uri(),
+        help="the MLflow store the sweep logged to (default: $MLFLOW_TRACKING_URI, else the "
+        "repository's mlflow.db, as the pipeline's)",
     )
     uri = parser.parse_args().tracking_uri
     found = runs(uri)
