@@ -25,6 +25,28 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _checkout_store() -> dict[str, int]:
+    """The checkout's own MLflow store (mlflow.db*, mlruns/), each path with its mtime."""
+    paths = [*ROOT.glob("mlflow.db*"), *ROOT.glob("mlruns"), *ROOT.glob("mlruns/**/*")]
+    return {str(p.relative_to(ROOT)): p.stat().st_mtime_ns for p in paths}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_store_and_clean_checkout(tmp_path_factory):
+    """A store for session- and module-scoped fixtures, which run before any function-scoped
+    one (and so before ``_isolated_mlflow``); at the end, fail the session if any test made or
+    changed a mlflow.db or mlruns/ in the checkout (a developer's own store is left as it was)."""
+    before = _checkout_store()
+    folder = tmp_path_factory.mktemp("mlflow-session")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("DCGAN_CACHE_DIR", str(folder / "cache"))
+        yield
+    after = _checkout_store()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into the checkout's MLflow store: {changed[:10]}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path_factory, monkeypatch):
     store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
