@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .repos import BuiltPipeline
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never touch the repository's own MLflow store or the network.
@@ -174,6 +176,16 @@ def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-q", "-m", "tiny"], dest, env)
     return dest, env
+
+
+@pytest.fixture(scope="session")
+def built_tiny(tmp_path_factory) -> BuiltPipeline:
+    """The tiny pipeline (``TINY``), built by `dvc repro` once per session in a git copy of
+    the repository. Never changed by a test: take a copy (``copy_built``)."""
+    repo, env = make_repo(tmp_path_factory.mktemp("built"), TINY)
+    start = time.monotonic()
+    run(["dvc", "repro"], repo, env, timeout=1800)
+    return BuiltPipeline(repo, env, time.monotonic() - start)
 
 
 def free_port() -> int:

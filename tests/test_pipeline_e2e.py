@@ -1,4 +1,5 @@
-"""End to end: `dvc repro` for real on a tiny config, in a temporary copy of the repository."""
+"""End to end: `dvc repro` for real on a tiny config (built once per session by conftest's
+``built_tiny``), checked and rerun in this module's copy of it."""
 
 from __future__ import annotations
 
@@ -11,23 +12,16 @@ import yaml
 
 from dcgan.pipeline.lineage import runs_for_file
 
-from .conftest import make_repo, run, write_params
+from .conftest import TINY, run, write_params
+from .repos import copy_built
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "prepare": {"source": "sample"},
-    "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3},
-    "classifier": {"epochs": 1},
-    "evaluate": {"num_samples": 200},
-}
-
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo, env = make_repo(tmp_path_factory.mktemp("repo"), TINY)
-    run(["dvc", "repro"], repo, env)
-    return repo, env
+def repo(built_tiny, tmp_path_factory):
+    """One copy of the session's tiny pipeline for this module: its tests run in order on it."""
+    return copy_built(built_tiny, tmp_path_factory.mktemp("e2e") / "repo")
 
 
 def test_every_output_exists(repo):
@@ -234,8 +228,11 @@ def test_a_release_tag_makes_the_generator_an_artifact_dvc_can_get(repo, tmp_pat
 
 
 def test_dvc_exp_run_and_show(repo):
+    """An experiment, named, in `dvc exp show` with its metrics. Seed 1 is in the run cache
+    from the test above (run alone, this test trains it): experiments that train are
+    test_team's (in the workspace) and test_scale's (queued)."""
     repo, env = repo
-    run(["dvc", "exp", "run", "-S", "train.iterations=3", "-n", "short"], repo, env)
+    run(["dvc", "exp", "run", "-S", "train.seed=1", "-n", "short"], repo, env)
     shown = run(["dvc", "exp", "show", "--json"], repo, env)
     assert "short" in shown and "onnx_max_abs_diff" in shown and "d_loss" in shown
     assert "mnist_score" in shown

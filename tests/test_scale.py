@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, make_repo, mlflow_server, run, run_python, stage_command
+from .conftest import mlflow_server, run, run_python, stage_command
+from .repos import copy_built
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo, env = make_repo(tmp_path_factory.mktemp("scale"), TINY)
-    run(["dvc", "repro"], repo, env)  # fills the run cache: queued copies reuse prepare
+def repo(built_tiny, tmp_path_factory):
+    # The built copy's run cache is filled: queued copies reuse prepare and the classifier.
+    repo, env = copy_built(built_tiny, tmp_path_factory.mktemp("scale") / "repo")
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-q", "-m", "baseline"], repo, env)
     return repo, env
