@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,13 @@ from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
 
 log = logging.getLogger("dcgan.cli")
+
+# What `dcgan --help` says (the docstring above is for readers of the code, in RST).
+DESCRIPTION = (
+    "The DCGAN of GANs in Action (chapter 4) as a DVC + MLflow + ONNX pipeline: sample digits "
+    "from the exported generator, find the runs behind a model file, promote the best one, "
+    "benchmark, or run a local team stack. The pipeline itself runs with `dvc repro`."
+)
 
 
 def _positive_int(text: str) -> int:
@@ -51,10 +60,34 @@ def _seed(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds an option's default to its help, unless it has none or the help gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or any(
+            action.default is no for no in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return text if "default" in text else f"{text} (default: %(default)s)"
+
+
+def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary is both its line in `dcgan --help` and its
+    description in `dcgan NAME --help`."""
+    return sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dcgan", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sample = sub.add_parser("sample", help="generate digits from an exported generator (ONNX)")
+    parser = argparse.ArgumentParser(
+        prog="dcgan", description=DESCRIPTION, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug logs, MLflow's included")
+    loud.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sample = _command(sub, "sample", "generate digits from an exported generator (ONNX)")
     sample.add_argument(
         "--model", type=Path, help="generator .onnx file (default: dvc.yaml's generator artifact)"
     )
@@ -80,30 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
     )
     sample.add_argument("--cols", type=_positive_int, help="grid columns (default: square)")
-    runs = sub.add_parser(
-        "runs", help="the MLflow runs that produced a model file, found by its SHA-256"
-    )
+    runs = _command(sub, "runs", "the MLflow runs that produced a model file, found by its SHA-256")
     runs.add_argument("file", type=Path, help="a generator file, .onnx or .keras")
-    promote = sub.add_parser(
-        "promote",
-        help="point the registry alias 'champion' at the generator with the lowest FCD",
+    promote = _command(
+        sub, "promote", "point the registry alias 'champion' at the generator with the lowest FCD"
     )
     promote.add_argument(
         "--name", help="registered model (default: evaluate.registered_model in --params)"
     )
     promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE), help="params file")
     promote.add_argument("--alias", default="champion", help="alias to move")
-    bench = sub.add_parser("bench", help="training and inference speed, written to a JSON report")
+    bench = _command(sub, "bench", "training and inference speed, written to a JSON report")
     bench.add_argument(
         "--model",
         type=Path,
-        help="exported generator to time (default: dvc.yaml's generator artifact; "
-        "a fresh one of the params' shape if the file is missing)",
+        help="exported generator to time; it must exist (default: dvc.yaml's generator "
+        "artifact, or a fresh one of the params' shape if that is not built yet)",
     )
     bench.add_argument(
         "--keras",
         type=Path,
-        help="the Keras generator it was exported from (default: the export stage's input)",
+        help="the Keras generator it was exported from; it must exist (default: the export "
+        "stage's input)",
     )
     bench.add_argument(
         "--params", type=Path, default=Path(PARAMS_FILE), help="params file (train, export)"
@@ -115,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         help="timed training iterations (median); the book loop gets half",
     )
-    stack = sub.add_parser(
+    stack = _command(
+        sub,
         "stack",
-        help="a local team stack: MLflow server (auth) on PostgreSQL, artifacts and DVC in S3",
+        "a local team stack: MLflow server (auth) on PostgreSQL, artifacts and DVC in S3",
     )
     stack.add_argument(
         "action",
@@ -146,6 +178,14 @@ def bench_command(args: argparse.Namespace) -> None:
     from dcgan.pipeline.layout import stage_args
 
     train, export = load_config("train", args.params), load_config("export", args.params)
+    # A file the user names must be the one timed: never a fresh generator in its place.
+    for flag, path in (("--model", args.model), ("--keras", args.keras)):
+        if path is not None and not path.is_file():
+            raise DcganError(f"{flag} {path} not found; pass an existing file or drop {flag}")
+    if args.model is not None:
+        from dcgan.sampling import load_session
+
+        load_session(args.model)  # not ONNX, or not a generator: one line, before TensorFlow
     model = args.model or _generator_artifact()
     keras_model = args.keras or Path(stage_args("export")["generator"])
 
@@ -289,6 +329,43 @@ def stack_command(args: argparse.Namespace) -> None:
     stack.command(args.action, args.dir, Path.cwd())
 
 
+# The log level of `dcgan` when neither -v nor -q is given (DEBUG, INFO, WARNING or ERROR).
+LOG_LEVEL_ENV = "DCGAN_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(verbose: bool = False, quiet: bool = False) -> int:
+    """-v: DEBUG; -q: WARNING; else ``$DCGAN_LOG_LEVEL``, default INFO."""
+    if verbose or quiet:
+        return logging.DEBUG if verbose else logging.WARNING
+    given = os.environ.get(LOG_LEVEL_ENV, "")
+    name = given.strip().upper() or "INFO"
+    if name not in LOG_LEVELS:
+        raise DcganError(
+            f"{LOG_LEVEL_ENV}={given!r} is not a log level; use one of {', '.join(LOG_LEVELS)}"
+        )
+    return logging.getLevelName(name)
+
+
+def configure_logging(level: int) -> None:
+    """Our logs at ``level``. MLflow's own INFO lines (requirements exported, runs opened)
+    would drown ours: it shows its warnings, and everything at DEBUG, unless
+    ``MLFLOW_LOGGING_LEVEL`` says otherwise."""
+    # MLflow reads the variable when it is first imported (the commands import it lazily);
+    # its logger's level is set too, for when it already was.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if level <= logging.DEBUG else "WARNING")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    logging.getLogger().setLevel(level)
+
+
+def version() -> str:
+    """The installed package's version (pyproject.toml's)."""
+    try:
+        return metadata.version("dcgan")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed; ./run shell installs it)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -298,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         "bench": bench_command,
         "stack": stack_command,
     }
-    return run_main(lambda: commands[args.command](args))
+
+    def command() -> None:
+        configure_logging(log_level(args.verbose, args.quiet))
+        commands[args.command](args)
+
+    return run_main(command)
 
 
 if __name__ == "__main__":

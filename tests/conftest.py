@@ -55,6 +55,12 @@ def _isolated_mlflow(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     # train.precision: auto caches its measurement per machine; never in the developer's home.
     monkeypatch.setenv("DCGAN_CACHE_DIR", str(store.parent / "cache"))
+    # `dcgan`'s logging set-up sets MLFLOW_LOGGING_LEVEL in its process: here, for one test only
+    # (set, then removed if it was unset, so that monkeypatch puts back what was there).
+    level = os.environ.get("MLFLOW_LOGGING_LEVEL")
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", level or "")
+    if level is None:
+        monkeypatch.delenv("MLFLOW_LOGGING_LEVEL")
 
 
 @pytest.fixture(scope="session")

@@ -86,3 +86,31 @@ def test_no_module_spells_an_output_file_name(path):
     ]
     names = _output_file_names()
     assert names and not [s for s in strings for name in names if name in s]
+
+
+def test_the_license_file_is_the_license_pyproject_names():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "WITHOUT WARRANTY OF ANY KIND" in text
+
+
+def test_pre_commit_runs_the_linters_run_test_runs():
+    """The hooks make the checks `./run test` makes, with the ruff uv.lock pins (.venv's)."""
+    import shlex
+
+    import yaml
+
+    hooks = [
+        hook
+        for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+        for hook in repo["hooks"]
+    ]
+    commands = [shlex.split(hook["entry"]) for hook in hooks]
+    assert all(c[0] == ".venv/bin/ruff" for c in commands), commands
+    hooked = {" ".join(["ruff", *(w for w in c[1:] if w != "--force-exclude")]) for c in commands}
+    run_test = (ROOT / "run").read_text().split("\n  test)\n", 1)[1].split(";;", 1)[0]
+    linted = {line.strip().removesuffix(" .") for line in run_test.splitlines()}
+    assert hooked == {"ruff check", "ruff format --check"} and hooked <= linted
