@@ -12,8 +12,7 @@ import pytest
 from dcgan.config import PrepareConfig, load_config
 from dcgan.errors import DcganError
 
-from .conftest import TINY, run, train_outputs, write_params
-from .repos import copy_built
+from .conftest import train_outputs, write_params
 
 TINY_TRAIN = {"iterations": 2, "batch_size": 8, "sample_interval": 1, "experiment": "faults"}
 
@@ -309,7 +308,7 @@ def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monke
 
 
 @pytest.mark.slow
-def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(built_tiny, tmp_path):
+def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
     """The second `dvc exp run -S train.seed=8` writes its seed into params.yaml before it
     meets DVC's lock, while the first trains with seed 7: the first fails saying so, and
     whatever DVC records for train is the seed its model was trained with (the second is
@@ -321,17 +320,18 @@ def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(built_tiny, tmp_path):
 
     import yaml
 
-    # The built tiny pipeline, its train block made long enough to be caught mid-run.
-    repo, env = copy_built(built_tiny, tmp_path / "repo")
-    train = {**TINY["train"], "iterations": 300, "sample_interval": 2, "seed": 0}
-    write_params(repo / "params.yaml", **{**TINY, "train": train})
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-q", "-m", "long train"], repo, env)
+    from .conftest import make_repo
+
+    tiny = {
+        "prepare": {"source": "sample"},
+        "train": {"iterations": 300, "batch_size": 16, "sample_interval": 2, "seed": 0},
+    }
+    repo, env = make_repo(tmp_path, tiny)
 
     def train_lock() -> dict:
         return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
 
-    train_before = train_lock()  # the built tiny run's
+    train_before = train_lock()  # the committed default run's
     first = subprocess.Popen(
         ["dvc", "exp", "run", "train", "-S", "train.seed=7"],
         cwd=repo,
@@ -366,9 +366,7 @@ def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(built_tiny, tmp_path):
         # DVC's lock refused the second while the first still ran: nothing recorded for a
         # model that params.yaml does not describe, nothing written.
         assert lock == train_before
-        # On disk, still the built model that lock records: neither seed's was written.
-        model = "models/generator.keras"
-        assert (repo / model).read_bytes() == (built_tiny.repo / model).read_bytes()
+        assert not (repo / "models/generator.keras").exists()
     else:
         # The first stopped at its next interval and released DVC's lock within DVC's retry
         # window, so the second trained: with the seed params.yaml names, and so recorded.
