@@ -23,7 +23,8 @@ from .repos import BuiltPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tests never touch the repository's own MLflow store or the network.
+# Tests never touch the repository's own MLflow store, nor the network beyond the package
+# registries that the lock check (test_environment) asks, as ./run test does.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
