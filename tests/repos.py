@@ -8,6 +8,7 @@ outputs, the MLflow store), so each test can rerun, kill or change it without to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import sqlite3
@@ -27,7 +28,7 @@ def relocate_mlflow_store(db: Path, old: Path, new: Path) -> None:
     """Point a copied SQLite store at its own folder: MLflow records absolute artifact
     locations (``file://<repo>/mlruns/...``) in experiments, runs and logged models, so a copy
     would otherwise log its artifacts into the original's mlruns/."""
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:  # commit, then close
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             for column in conn.execute(f'PRAGMA table_info("{table}")').fetchall():
@@ -38,7 +39,6 @@ def relocate_mlflow_store(db: Path, old: Path, new: Path) -> None:
                         f'WHERE "{name}" LIKE ?',
                         (str(old), str(new), f"%{old}%"),
                     )
-    conn.close()
 
 
 def copy_built(built: BuiltPipeline, dest: Path) -> tuple[Path, dict[str, str]]:

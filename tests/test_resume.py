@@ -121,14 +121,13 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     runs, history = metric_history(workdir, "crashed")
     assert len(runs) == 1  # the resumed stage continued the same MLflow run
     steps = [step for step, _ in history]
-    assert steps == list(
-        range(20, TRAIN["iterations"] + 1, 20)
-    )  # continuous, no gaps, no duplicates
+    intervals = list(range(20, TRAIN["iterations"] + 1, 20))
+    assert steps == intervals  # continuous, no gaps, no duplicates
     _, reference = metric_history(workdir, "straight")
     assert history == reference
     # Every progress grid is there, including those made before the crash.
     grids = sorted(p.name for p in (workdir / "crashed/reports/samples").glob("*.png"))
-    assert grids == [f"iter_{i:06d}.png" for i in range(20, TRAIN["iterations"] + 1, 20)]
+    assert grids == [f"iter_{i:06d}.png" for i in intervals]
     csv_rows = (workdir / "crashed/reports/train_history.csv").read_text().splitlines()
     assert csv_rows == (workdir / "straight/reports/train_history.csv").read_text().splitlines()
 
