@@ -87,7 +87,7 @@ def test_dvc_metrics_show_and_up_to_date(repo):
     assert "Data and pipelines are up to date" in status
 
 
-def test_mlflow_store_holds_the_run(repo):
+def test_mlflow_store_holds_the_run(repo, tmp_path):
     repo, _ = repo
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -116,6 +116,14 @@ def test_mlflow_store_holds_the_run(repo):
     mlflow.set_tracking_uri(uri)
     model = mlflow.onnx.load_model(f"runs:/{run_id}/generator")
     assert model.graph.input[0].name == "z"
+    # The served model's environment is what its loader imports, at the versions that made
+    # it; MLflow's inference listed the whole environment (TensorFlow, DVC: 170 packages).
+    from importlib.metadata import version
+
+    model_uri = f"runs:/{run_id}/generator"
+    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path)))
+    pinned = [f"{name}=={version(name)}" for name in ("mlflow", "onnx", "onnxruntime", "numpy")]
+    assert sorted((folder / "requirements.txt").read_text().split()) == sorted(pinned)
     # Artifacts live next to the store, not in whatever folder a stage ran from.
     assert (repo / "mlruns").is_dir()
 

@@ -338,6 +338,8 @@ class Tracker:
         (``models:/m-...``), which registration takes. The run is named, not started: a
         finished run stays FINISHED whatever happens here (``start_run`` would set it
         RUNNING until the block ends)."""
+        import mlflow.onnx
+        import numpy as np
         from mlflow.models import Model, infer_signature
 
         experiment_id = self._call(
@@ -362,6 +364,13 @@ class Tracker:
                     # One self-contained model.onnx, the same bytes as generator.onnx (the
                     # default splits the weights into a side file).
                     save_as_external_data=False,
+                    # What the pyfunc loader imports, at the versions that made and checked
+                    # the model (MLflow adds itself). MLflow's inference would list the whole
+                    # environment, TensorFlow and DVC included, and takes seconds a run.
+                    pip_requirements=[
+                        *mlflow.onnx.get_default_pip_requirements(),
+                        f"numpy=={np.__version__}",
+                    ],
                 )
             return info.model_uri
 
