@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.config import PARAMS_FILE
-from dcgan.errors import DcganError, run_main
+from dcgan.errors import DcganError, log_level, run_main
 from dcgan.files import atomic_path
 
 log = logging.getLogger("dcgan.cli")
@@ -174,7 +173,7 @@ def _generator_artifact() -> Path:
 
 
 def bench_command(args: argparse.Namespace) -> None:
-    from dcgan.config import load_config
+    from dcgan.config import load_config, params_file
     from dcgan.pipeline.layout import stage_args
 
     train, export = load_config("train", args.params), load_config("export", args.params)
@@ -191,7 +190,8 @@ def bench_command(args: argparse.Namespace) -> None:
 
     from dcgan.bench import run  # imports TensorFlow; kept out of `dcgan sample`'s path
 
-    run(args.out, model, keras_model, train, export, args.iterations)
+    with params_file(args.params):
+        run(args.out, model, keras_model, train, export, args.iterations)
 
 
 def runs_command(args: argparse.Namespace) -> None:
@@ -329,35 +329,6 @@ def stack_command(args: argparse.Namespace) -> None:
     stack.command(args.action, args.dir, Path.cwd())
 
 
-# The log level of `dcgan` when neither -v nor -q is given (DEBUG, INFO, WARNING or ERROR).
-LOG_LEVEL_ENV = "DCGAN_LOG_LEVEL"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def log_level(verbose: bool = False, quiet: bool = False) -> int:
-    """-v: DEBUG; -q: WARNING; else ``$DCGAN_LOG_LEVEL``, default INFO."""
-    if verbose or quiet:
-        return logging.DEBUG if verbose else logging.WARNING
-    given = os.environ.get(LOG_LEVEL_ENV, "")
-    name = given.strip().upper() or "INFO"
-    if name not in LOG_LEVELS:
-        raise DcganError(
-            f"{LOG_LEVEL_ENV}={given!r} is not a log level; use one of {', '.join(LOG_LEVELS)}"
-        )
-    return logging.getLevelName(name)
-
-
-def configure_logging(level: int) -> None:
-    """Our logs at ``level``. MLflow's own INFO lines (requirements exported, runs opened)
-    would drown ours: it shows its warnings, and everything at DEBUG, unless
-    ``MLFLOW_LOGGING_LEVEL`` says otherwise."""
-    # MLflow reads the variable when it is first imported (the commands import it lazily);
-    # its logger's level is set too, for when it already was.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if level <= logging.DEBUG else "WARNING")
-    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
-    logging.getLogger().setLevel(level)
-
-
 def version() -> str:
     """The installed package's version (pyproject.toml's)."""
     try:
@@ -376,11 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         "stack": stack_command,
     }
 
-    def command() -> None:
-        configure_logging(log_level(args.verbose, args.quiet))
-        commands[args.command](args)
-
-    return run_main(command)
+    return run_main(
+        lambda: commands[args.command](args), level=lambda: log_level(args.verbose, args.quiet)
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import math
 import os
 import re
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,9 +34,35 @@ MAX_EXPERIMENT_NAME = 256  # MLflow's database column for experiment names
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
 
 
-def params_error(message: str) -> DcganError:
-    """A problem with a value in params.yaml: ``params.yaml: <message>`` (name the key)."""
-    return DcganError(f"{PARAMS_FILE}: {message}")
+class ParamsError(DcganError):
+    """A problem with a value in the params file: ``<file>: <problem>[; <fix> <file>]``, the
+    problem naming the key. The file is the one the entry point was given (``--params``):
+    :func:`load_config` and :func:`params_file` fill it in, params.yaml until then."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+        self.file: str | None = None
+
+    def __str__(self) -> str:
+        file = self.file or PARAMS_FILE
+        return f"{file}: {self.problem}" + (f"; {self.fix} {file}" if self.fix else "")
+
+
+def params_error(message: str) -> ParamsError:
+    """A problem with a value in the params file (``message`` names the key)."""
+    return ParamsError(message)
+
+
+@contextmanager
+def params_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Name ``path`` in the params errors raised inside: the stages' work finds some values
+    unusable only once it has the data or the machine (a batch larger than the data)."""
+    try:
+        yield
+    except ParamsError as exc:
+        exc.file = exc.file or str(path)
+        raise
 
 
 @dataclass(frozen=True)
@@ -233,9 +261,7 @@ C = TypeVar("C")
 
 def _check(ok: bool, key: str, requirement: str, value: Any) -> None:
     if not ok:
-        raise DcganError(
-            f"{PARAMS_FILE}: {key} {requirement}, got {value!r}; fix it in {PARAMS_FILE}"
-        )
+        raise ParamsError(f"{key} {requirement}, got {value!r}", fix="fix it in")
 
 
 def _check_range(
@@ -283,10 +309,10 @@ def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
-    def bad() -> DcganError:
-        return DcganError(
-            f"{PARAMS_FILE}: {key} must be {kind.__name__}, got {value!r} "
-            f"({type(value).__name__}); fix it in {PARAMS_FILE}"
+    def bad() -> ParamsError:
+        return ParamsError(
+            f"{key} must be {kind.__name__}, got {value!r} ({type(value).__name__})",
+            fix="fix it in",
         )
 
     # bool is a subclass of int in Python; `iterations: true` is a typo, not 1.
@@ -314,19 +340,14 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 def config_from_dict(cls: type[C], block: Any, name: str) -> C:
     """Build ``cls`` from a params block; unknown, missing and mistyped keys are errors."""
     if not isinstance(block, dict):
-        raise DcganError(
-            f"{PARAMS_FILE}: {name} must be a mapping of keys, got {block!r}; "
-            f"fix it in {PARAMS_FILE}"
-        )
+        raise ParamsError(f"{name} must be a mapping of keys, got {block!r}", fix="fix it in")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(block) - set(fields), key=str)
     if unknown:
-        raise DcganError(
-            f"{PARAMS_FILE}: unknown key {name}.{unknown[0]}; known keys are {', '.join(fields)}"
-        )
+        raise ParamsError(f"unknown key {name}.{unknown[0]}; known keys are {', '.join(fields)}")
     missing = [k for k in fields if k not in block]
     if missing:
-        raise DcganError(f"{PARAMS_FILE}: missing key {name}.{missing[0]}; add it to {PARAMS_FILE}")
+        raise ParamsError(f"missing key {name}.{missing[0]}", fix="add it to")
     kinds = typing.get_type_hints(cls)
     values = {k: _coerce(f"{name}.{k}", block[k], kinds[k]) for k in fields}
     return cls(**values)
@@ -337,7 +358,8 @@ def load_config(stage: str, path: str | os.PathLike[str] = PARAMS_FILE) -> Any:
     params = read_params(path)
     if stage not in params:
         raise DcganError(f"{path}: missing block {stage}:; add it to {path}")
-    return config_from_dict(STAGES[stage], params[stage], stage)
+    with params_file(path):
+        return config_from_dict(STAGES[stage], params[stage], stage)
 
 
 def load_all(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:

@@ -4,7 +4,7 @@ dcgan.pipeline.classifier."""
 import argparse
 import sys
 
-from dcgan.config import load_config
+from dcgan.config import load_config, params_file
 from dcgan.errors import run_main
 from dcgan.files import remove_leftovers
 
@@ -21,7 +21,8 @@ def main() -> None:
 
     from dcgan.pipeline import classifier
 
-    classifier.run(cfg, args.data, args.model, args.report)
+    with params_file(args.params):
+        classifier.run(cfg, args.data, args.model, args.report)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ every path comes from dvc.yaml's cmd."""
 import argparse
 import sys
 
-from dcgan.config import load_config
+from dcgan.config import load_config, params_file
 from dcgan.errors import run_main
 from dcgan.files import remove_leftovers
 
@@ -33,7 +33,8 @@ def main() -> None:
         grid=args.grid,
         by_class=args.by_class,
     )
-    evaluate.run(cfg, args.onnx, args.generator, args.classifier, args.data, outputs)
+    with params_file(args.params):
+        evaluate.run(cfg, args.onnx, args.generator, args.classifier, args.data, outputs)
 
 
 if __name__ == "__main__":

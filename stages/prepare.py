@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from dcgan.config import load_config
+from dcgan.config import load_config, params_file
 from dcgan.errors import run_main
 from dcgan.files import remove_leftovers
 
@@ -18,7 +18,8 @@ def main() -> None:
 
     from dcgan.pipeline import prepare
 
-    prepare.run(cfg, args.out)
+    with params_file(args.params):
+        prepare.run(cfg, args.out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ dcgan.pipeline.train. Every path comes from dvc.yaml's cmd."""
 import argparse
 import sys
 
-from dcgan.config import load_config
+from dcgan.config import load_config, params_file
 from dcgan.errors import run_main
 from dcgan.files import remove_leftovers
 from dcgan.pipeline.store import check_tracking_store
@@ -40,15 +40,16 @@ def main() -> None:
         history=args.history,
         metrics=args.metrics,
     )
-    train.run(
-        cfg,
-        args.data,
-        outputs,
-        checkpoint_dir=args.checkpoints,
-        lock=args.lock,
-        store_uri=store_uri,
-        params_file=args.params,
-    )
+    with params_file(args.params):
+        train.run(
+            cfg,
+            args.data,
+            outputs,
+            checkpoint_dir=args.checkpoints,
+            lock=args.lock,
+            store_uri=store_uri,
+            params_file=args.params,
+        )
 
 
 if __name__ == "__main__":

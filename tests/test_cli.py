@@ -1,5 +1,5 @@
-"""The `dcgan` command's conventions: --version, -v/-q and DCGAN_LOG_LEVEL, help a user can read,
-and a file the user names is the file used (or one line saying why not)."""
+"""The `dcgan` command's and the stages' conventions: --version, -v/-q and DCGAN_LOG_LEVEL, help a
+user can read, and a file the user names is the file used (or one line saying why not)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from importlib import metadata
 import pytest
 
 from dcgan import cli
-from dcgan.cli import LOG_LEVEL_ENV, log_level
+from dcgan.errors import LOG_LEVEL_ENV, log_level
 
 from .conftest import ROOT
 
@@ -62,19 +62,20 @@ def test_a_bad_log_level_is_one_line(monkeypatch, capsys, tmp_path):
     )
 
 
-# In a fresh process: the level MLflow's loggers get when it is imported after our set-up (as
-# in every stage), and which of its lines reach stderr.
+# In a fresh process, inside run_main as every stage runs: the level MLflow's loggers get when
+# it is imported after our set-up, and which of its lines reach stderr.
 MLFLOW_LINES = """
 import logging, sys
-from dcgan.cli import configure_logging, log_level
-from dcgan.errors import setup_logging
-setup_logging()
-configure_logging(log_level())
-import mlflow
-logging.getLogger("mlflow.utils.environment").info("mlflow-info-line")
-logging.getLogger("mlflow.tracking").warning("mlflow-warning-line")
-logging.getLogger("dcgan.pipeline").info("our-info-line")
-logging.getLogger("dcgan.pipeline").debug("our-debug-line")
+from dcgan.errors import run_main
+
+def main():
+    import mlflow
+    logging.getLogger("mlflow.utils.environment").info("mlflow-info-line")
+    logging.getLogger("mlflow.tracking").warning("mlflow-warning-line")
+    logging.getLogger("dcgan.pipeline").info("our-info-line")
+    logging.getLogger("dcgan.pipeline").debug("our-debug-line")
+
+sys.exit(run_main(main))
 """
 
 
@@ -95,6 +96,23 @@ def test_mlflow_info_lines_show_only_at_debug(level, shown, hidden):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {line for line in shown if line not in proc.stderr} == set(), proc.stderr
     assert {line for line in hidden if line in proc.stderr} == set(), proc.stderr
+
+
+def test_a_stage_refuses_a_bad_log_level_in_one_line(tmp_path):
+    env = {**os.environ, LOG_LEVEL_ENV: "loud"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--params", str(tmp_path / "p.yaml")]
+        + ["--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "error: DCGAN_LOG_LEVEL='loud' is not a log level; use one of DEBUG, INFO, WARNING, ERROR"
+    ], proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("flag", ["--model", "--keras"])

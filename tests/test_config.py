@@ -103,6 +103,26 @@ def test_missing_key(tmp_path):
         load_config("train", tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize(
+    ("train", "problem"),
+    [
+        ({"iterations": 0}, "train.iterations must be a positive integer, got 0; fix it in {file}"),
+        ({"iterations": "ten"}, "train.iterations must be int, got 'ten' (str); fix it in {file}"),
+    ],
+)
+def test_errors_name_the_params_file_that_was_passed(tmp_path, train, problem):
+    path = write_params(tmp_path / "experiment.yaml", train=train)
+    with pytest.raises(DcganError) as info:
+        load_config("train", path)
+    assert str(info.value) == f"{path}: " + problem.format(file=path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["train"]["z_dim"]
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(DcganError) as info:
+        load_config("train", path)
+    assert str(info.value) == f"{path}: missing key train.z_dim; add it to {path}"
+
+
 def test_unknown_block(tmp_path):
     path = write_params(tmp_path / "params.yaml")
     path.write_text(path.read_text() + "\ntrian:\n  iterations: 3\n")
@@ -138,7 +158,7 @@ def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == [
-        f"error: params.yaml: unknown key {stage}.bogus; known keys are "
+        f"error: {path}: unknown key {stage}.bogus; known keys are "
         + ", ".join(f.name for f in __import__("dataclasses").fields(STAGES[stage]))
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]

@@ -150,7 +150,7 @@ def test_prepare_cli_bad_source_exit_2(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: params.yaml: prepare.source is 'nowhere.npz', which is neither 'mnist', "
+        f"error: {params}: prepare.source is 'nowhere.npz', which is neither 'mnist', "
         "'sample', 'keras' nor an existing .npz file; set it to one of those"
     ]
     assert not (tmp_path / "out").exists()
