@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dcgan.stack import mlflow_server as mlflow_launcher
+from dcgan.stack import supervise
+from dcgan.stack.supervise import Proc
+
 from .repos import BuiltPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,46 +205,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mlflow_server(folder: Path, backend_uri: str, port: int) -> subprocess.Popen:
-    """`mlflow server` (one worker) on 127.0.0.1:``port`` over ``backend_uri``, artifacts in
-    ``folder/artifacts``, in a process group of its own; returns once /health answers."""
-    with open(folder / "mlflow-server.log", "ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                backend_uri,
-                "--artifacts-destination",
-                str(folder / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-            # No job runner (~7 polling consumer processes): the pipeline uses no MLflow jobs.
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            start_new_session=True,  # mlflow server starts uvicorn: stop the whole group
-        )
-    try:
-        wait_until_serving(
-            f"http://127.0.0.1:{port}/health",
-            proc,
-            folder / "mlflow-server.log",
-            "mlflow server",
-            timeout=120,
-        )
-    except BaseException:
-        stop_group(proc, signal.SIGKILL)
-        raise
-    return proc
+def start_mlflow_server(folder: Path, backend_uri: str, port: int) -> Proc:
+    """`mlflow server` on 127.0.0.1:``port`` over ``backend_uri``, artifacts in
+    ``folder/artifacts``, by the stack's launcher (in a process group of its own); returns
+    once /health answers. Stop it with ``stop_server``."""
+    return mlflow_launcher.start(folder, backend_uri, str(folder / "artifacts"), port)
+
+
+def stop_server(proc: Proc, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the server's process group and wait for it (SIGKILL after 30 s)."""
+    supervise.stop(proc, sig)
 
 
 def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -263,7 +237,7 @@ def mlflow_server(folder: Path, backend_uri: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop_group(proc)
+        stop_server(proc)
 
 
 def wait_until_serving(

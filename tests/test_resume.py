@@ -175,7 +175,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
 
     from dcgan.pipeline.tracking import RETRY_ENV
 
-    from .conftest import start_mlflow_server, stop_group
+    from .conftest import start_mlflow_server, stop_server
 
     params = write_params(tmp_path / "params.yaml", train=DIES)
 
@@ -208,12 +208,12 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
         deadline = time.monotonic() + 300
         while not grid.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        stop_group(server, signal.SIGKILL)
+        stop_server(server, signal.SIGKILL)
         killed = time.monotonic()
         _, stderr = proc.communicate(timeout=300)
         waited = time.monotonic() - killed
     finally:
-        stop_group(server, signal.SIGKILL)
+        stop_server(server, signal.SIGKILL)
 
     assert proc.returncode == 2, stderr[-3000:]
     assert waited < BUDGET + 30, waited  # the budget, plus the steps to the next interval and exit
@@ -237,7 +237,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
         history = client.get_metric_history(run.info.run_id, "d_loss")
         grids = {f.path for f in client.list_artifacts(run.info.run_id, "samples")}
     finally:
-        stop_group(server)
+        stop_server(server)
 
     assert run.info.status == "FINISHED"
     intervals = range(2, DIES["iterations"] + 1, 2)

@@ -213,7 +213,7 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
     configure_dvc_remote(stack, c)
 
     # S3 down when pushing: an error, nothing lost locally, and the push completes later.
-    stack.stop_s3()
+    team.stop_service(stack, "s3")
     try:
         start = time.monotonic()
         text = fails(["dvc", "push"], c, env_c)
@@ -221,7 +221,7 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
         assert error_lines(text), text[-2000:]
     finally:
         again = team.up(stack.folder)  # `up` on a stack with a part down: restarts that part
-    assert again.running() == {"postgres": True, "s3": True, "mlflow": True}
+    assert team.states(again) == {"postgres": "running", "s3": "running", "mlflow": "running"}
     assert (again.ports, again.secrets) == (stack.ports, stack.secrets)
     print(f"dvc push with S3 down failed in {down_seconds:.0f} s")
     assert (c / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).is_file()
