@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--to-seed", type=_seed, help="with --interpolate: seed of the walks' ends (default seed+1)"
     )
-    sample.add_argument("--out", type=Path, help="grid PNG to write")
+    sample.add_argument("--out", type=Path, help="grid PNG to write (.png)")
     sample.add_argument(
         "--npy", type=Path, help="also save the images, float32 (N, 28, 28, 1) in [-1, 1], as .npy"
     )
@@ -249,6 +249,12 @@ def sample_command(args: argparse.Namespace) -> None:
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
+    for flag, path, suffix in (("--out", args.out, ".png"), ("--npy", args.npy, ".npy")):
+        if path is not None and path.suffix.lower() != suffix:  # never a PNG named .jpg
+            raise DcganError(
+                f"{flag} {path}: {flag} writes {suffix[1:].upper()} only; "
+                f"give the file the {suffix} suffix"
+            )
     if args.interpolate is not None:
         return interpolate_command(args)
     if args.to_seed is not None:

@@ -137,6 +137,22 @@ def test_a_grid_too_large_to_draw_is_refused_before_any_work(onnx_file, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("flag", "name", "message"),
+    [
+        ("--out", "grid.jpg", "--out writes PNG only; give the file the .png suffix"),
+        ("--out", "grid", "--out writes PNG only; give the file the .png suffix"),
+        ("--npy", "images.npz", "--npy writes NPY only; give the file the .npy suffix"),
+    ],
+)
+def test_a_suffix_the_file_would_not_match_is_refused(tmp_path, capsys, flag, name, message):
+    """The grid is always a PNG and the array a .npy: a file named otherwise would lie."""
+    out = tmp_path / name
+    assert main(["sample", "--model", str(tmp_path / "g.onnx"), flag, str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {flag} {out}: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_npy_larger_than_the_free_disk_is_refused(onnx_file, tmp_path, capsys):
     out = tmp_path / "huge.npy"
     code = main(["sample", "--model", str(onnx_file), "-n", str(10**12), "--npy", str(out)])
