@@ -117,7 +117,7 @@ def test_mlflow_store_holds_the_run(repo, tmp_path):
     model = mlflow.onnx.load_model(f"runs:/{run_id}/generator")
     assert model.graph.input[0].name == "z"
     # The served model's environment is what its loader imports, at the versions that made
-    # it; MLflow's inference listed the whole environment (TensorFlow, DVC: 170 packages).
+    # it; MLflow's inference listed the whole environment (TensorFlow, DVC: 179 lines).
     from importlib.metadata import version
 
     model_uri = f"runs:/{run_id}/generator"
