@@ -119,8 +119,13 @@ def stop(proc: Proc | None, sig: int = signal.SIGTERM, timeout: float = 30.0) ->
 
 
 def _group_members(pgid: int, leader: psutil.Process) -> list[psutil.Process]:
+    """The leader's descendants still in its group (none if it has just exited)."""
+    try:
+        children = leader.children(recursive=True)
+    except psutil.Error:
+        return []
     members = []
-    for child in leader.children(recursive=True):
+    for child in children:
         with contextlib.suppress(psutil.Error, OSError):
             if os.getpgid(child.pid) == pgid:
                 members.append(child)
