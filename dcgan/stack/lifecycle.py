@@ -106,6 +106,7 @@ def running(folder: Path) -> Iterator[Stack]:
 def _start(stack: Stack, name: str) -> None:
     if name == "s3":
         stack.procs["s3"] = seaweed.start(stack)
+        stack.save()
     else:
         access, secret = stack.s3_keys()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
@@ -126,9 +127,8 @@ def _start(stack: Stack, name: str) -> None:
             env=env,
             app_name="basic-auth",
         )
-        stack.save()
+        stack.save()  # recorded before the warm-up, so a failing `up` stops it too
         _warm_up(stack)
-    stack.save()
 
 
 def _warm_up(stack: Stack) -> None:

@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from dcgan.stack.supervise import Proc, http_answers, settle, spawn, stop, wait_until
+from dcgan.stack import supervise
+from dcgan.stack.supervise import Proc, http_answers
 
 LOG_FILE = "mlflow.log"
 
@@ -49,12 +50,12 @@ def start(
     # The job runner (GenAI judges, trace roll-ups; nothing this pipeline uses) starts ~7
     # consumer processes that poll all the time: ~1 GB RSS and a share of the CPU.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log_path = folder / LOG_FILE
-    proc = spawn(command(backend_uri, artifacts, port, app_name), log_path, cwd=folder, env=env)
     url = f"http://127.0.0.1:{port}/health"
-    try:
-        wait_until(lambda: http_answers(url, ok_only=True), proc, "mlflow server", log_path)
-        return settle(proc)
-    except BaseException:
-        stop(proc)
-        raise
+    return supervise.start(
+        command(backend_uri, artifacts, port, app_name),
+        folder / LOG_FILE,
+        folder,
+        lambda: http_answers(url, ok_only=True),
+        "mlflow server",
+        env,
+    )

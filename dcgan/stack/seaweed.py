@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from dcgan.errors import DcganError
+from dcgan.stack import supervise
 from dcgan.stack.state import Stack
-from dcgan.stack.supervise import Proc, http_answers, settle, spawn, stop, wait_until
+from dcgan.stack.supervise import Proc, http_answers
 
 LOG_FILE = "s3.log"
 
@@ -45,14 +46,13 @@ def start(stack: Stack) -> Proc:
         "-s3.port.lance=0",
         "-master.telemetry=false",
     ]
-    log_path = stack.folder / LOG_FILE
-    proc = spawn(command, log_path, cwd=stack.folder)
-    try:
-        wait_until(lambda: http_answers(stack.s3_endpoint), proc, "SeaweedFS S3", log_path)
-        return settle(proc)
-    except BaseException:
-        stop(proc)
-        raise
+    return supervise.start(
+        command,
+        stack.folder / LOG_FILE,
+        stack.folder,
+        lambda: http_answers(stack.s3_endpoint),  # S3 answers 403 to an anonymous request
+        "SeaweedFS S3",
+    )
 
 
 def _identities(stack: Stack) -> Path:

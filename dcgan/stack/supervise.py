@@ -138,6 +138,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def start(
+    command: list[str],
+    log_path: Path,
+    cwd: Path,
+    ready: Callable[[], bool],
+    what: str,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """Spawn ``command`` and return it once ``ready()`` holds, its command line recorded; if
+    it dies or does not answer in time, stop it and say so in one line naming the log."""
+    proc = spawn(command, log_path, cwd, env)
+    try:
+        wait_until(ready, proc, what, log_path)
+        return settle(proc)
+    except BaseException:
+        stop(proc)
+        raise
+
+
 def http_answers(url: str, ok_only: bool = False) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):
