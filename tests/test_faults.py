@@ -265,7 +265,7 @@ def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monke
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
-    from dcgan.pipeline.tracking import RETRY_ENV, TrackerUnavailable, call_store
+    from dcgan.pipeline.retry import RETRY_ENV, TrackerUnavailable, call_store
 
     secret = secrets.token_hex(8)
     uri = f"http://alice:{secret}@127.0.0.1:9"

@@ -76,7 +76,8 @@ def test_a_run_whose_process_died_is_closed_as_killed_by_the_next(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.tracking import HOST_TAG, PID_TAG, Tracker
+    from dcgan.pipeline.tracking import Tracker
+    from dcgan.pipeline.watcher import HOST_TAG, PID_TAG
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     gone = subprocess.run(
@@ -181,12 +182,13 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
 
 WATCHED = """
 import json, sys, time
-from dcgan.pipeline.tracking import Tracker, process_tags
+from dcgan.pipeline.tracking import Tracker
+from dcgan.pipeline.watcher import process_tags
 runs = {}
 for name in ("killed", "taken over", "released"):
     tracker = Tracker.start("e", name, process_tags(), uri=sys.argv[1])
     tracker.watch()
-    runs[name] = (tracker.run_id, tracker._watcher[0].pid)
+    runs[name] = (tracker.run_id, tracker._watcher.pid)
     if name == "released":
         tracker.release()
 print(json.dumps(runs), flush=True)
@@ -215,7 +217,7 @@ def test_the_watcher_closes_the_run_of_a_process_killed_outright(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.tracking import PID_TAG
+    from dcgan.pipeline.watcher import PID_TAG
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(tracking_uri=uri)

@@ -16,8 +16,9 @@ from typing import Any
 
 from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import MODEL_URI_TAG
+from dcgan.pipeline.retry import call_store
 from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock, tracking_uri
-from dcgan.pipeline.tracking import Tracker, call_store
+from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,6 @@
 """MLflow: one run per training, continued by export and evaluate, through :class:`Tracker`, a
 client addressed by run id. Where the record lives is dcgan.pipeline.store; how a file finds
-its runs is dcgan.pipeline.lineage.
-
-Every call to the store is retried for at most ``DCGAN_TRACKING_RETRY_SECONDS`` (default 60)
-and then raises :class:`TrackerUnavailable`: MLflow's own client retries a dead server for
-~8 minutes, so its HTTP retries are switched off for our calls and each request is bounded.
+its runs is dcgan.pipeline.lineage; every call goes through dcgan.pipeline.retry's budget.
 """
 
 from __future__ import annotations
@@ -12,154 +8,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from dcgan.errors import DcganError
+from dcgan.pipeline import packaging
 from dcgan.pipeline.lineage import find_runs
-from dcgan.pipeline.store import (
-    artifact_location,
-    mlflow_uris,
-    safe_uri,
-    store_lock,
-    tracking_uri,
-)
+from dcgan.pipeline.retry import bounded_requests, call_store, cause, retry_seconds
+from dcgan.pipeline.store import artifact_location, safe_uri, store_lock, tracking_uri
+from dcgan.pipeline.watcher import Watcher, close_abandoned
 
 log = logging.getLogger(__name__)
 
 # The UI opens an experiment on its training runs (not its GenAI view) with this tag.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
-RETRY_ENV = "DCGAN_TRACKING_RETRY_SECONDS"
-RETRY_SECONDS = 60.0
-REQUEST_TIMEOUT_S = 10  # one HTTP request; a server that hangs costs at most this per try
-# MLflow error codes that a retry cannot fix (the run or key is missing, the request is wrong,
-# the credentials are): raised at once. Anything else (a refused connection, a timeout, a 5xx,
-# a locked or unreachable database) is retried until the budget runs out.
-PERMANENT = {
-    "RESOURCE_DOES_NOT_EXIST",
-    "RESOURCE_ALREADY_EXISTS",
-    "INVALID_PARAMETER_VALUE",
-    "BAD_REQUEST",
-    "PERMISSION_DENIED",
-    "UNAUTHENTICATED",
-    "INVALID_STATE",
-    "NOT_FOUND",
-}
-
 T = TypeVar("T")
-
-
-class TrackerUnavailable(DcganError):
-    """The tracking store did not answer within the retry budget."""
-
-
-def retry_seconds() -> float:
-    """The retry budget: ``$DCGAN_TRACKING_RETRY_SECONDS`` or 60."""
-    text = os.environ.get(RETRY_ENV, "").strip()
-    if not text:
-        return RETRY_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 3600:  # also false for nan
-        raise DcganError(
-            f"{RETRY_ENV}={text!r} is not a number of seconds in (0, 3600]; "
-            f"set it to e.g. 60, or unset it for the default {RETRY_SECONDS:.0f}"
-        )
-    return value
-
-
-@contextmanager
-def _bounded_requests(timeout: int) -> Iterator[None]:
-    """One try per call with a request timeout, for the block; the environment is put back."""
-    names = {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
-        # Closing a run on a server prints "View run at <tracking URI>", password and all;
-        # Tracker.start logs the link without credentials instead.
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    }
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth a retry: the store did not answer, or answered with a server-side error. A
-    client error (see PERMANENT), our own errors and programming errors are raised at once."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, MlflowException):
-        return exc.error_code not in PERMANENT
-    if isinstance(exc, OSError):  # also requests' connection errors and timeouts
-        return True
-    try:
-        from sqlalchemy.exc import InterfaceError, OperationalError
-    except ImportError:  # pragma: no cover - MLflow installs SQLAlchemy
-        return False
-    return isinstance(exc, (InterfaceError, OperationalError))
-
-
-def _cause(exc: BaseException) -> str:
-    """A short reason, without URLs (MLflow's messages repeat the whole request URL)."""
-    text = str(exc)
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return errno.group(1).strip()
-    if "timeout" in text.lower() or "timed out" in text.lower():
-        return "timed out"
-    status = re.search(r"error code (\d{3})", text)
-    if status:
-        return f"HTTP {status.group(1)}"
-    return type(exc).__name__
-
-
-def call_store(uri: str, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` against the store at ``uri``, retried with backoff for at most
-    :func:`retry_seconds`; then :class:`TrackerUnavailable`, naming the store (password
-    masked), what was being done and why."""
-    budget = retry_seconds()
-    deadline = time.monotonic() + budget
-    delay, tries = 0.5, 0
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            with _bounded_requests(max(1, min(REQUEST_TIMEOUT_S, int(left)))):
-                return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - MLflow wraps store errors in many types
-            if not _transient(exc):
-                raise
-            tries += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TrackerUnavailable(
-                    f"MLflow tracking store {safe_uri(uri)} did not answer for {budget:.0f} s "
-                    f"({what}: {_cause(exc)}, {tries} tries; {RETRY_ENV} sets the budget)"
-                ) from None
-            log.warning(
-                "MLflow tracking store %s: %s failed (%s); retrying for up to %.0f s more",
-                safe_uri(uri),
-                what,
-                _cause(exc),
-                left,
-            )
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 8.0)
 
 
 class Tracker:
@@ -174,7 +38,7 @@ class Tracker:
         self.uri = uri
         self.run_id = run_id
         self.client = MlflowClient(tracking_uri=uri)
-        self._watcher: tuple[subprocess.Popen[bytes], int] | None = None
+        self._watcher: Watcher | None = None
 
     def _call(self, what: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return call_store(self.uri, what, fn, *args, **kwargs)
@@ -331,50 +195,12 @@ class Tracker:
             artifact_path,
         )
 
-    def log_onnx_model(self, model, name: str, example: Any, output: Any) -> str:
-        """The ONNX generator as an MLflow model linked to this run, with the signature of
-        (example, output) and dcgan.pipeline.serving as its pyfunc loader (the served model refuses
-        oversized and non-finite batches); returns the logged model's URI
-        (``models:/m-...``), which registration takes. The run is named, not started: a
-        finished run stays FINISHED whatever happens here (``start_run`` would set it
-        RUNNING until the block ends)."""
-        import mlflow.onnx
-        import numpy as np
-        from mlflow.models import Model, infer_signature
-
-        experiment_id = self._call(
-            "reading the run", self.client.get_run, self.run_id
-        ).info.experiment_id
-
-        def log_model() -> str:
-            with mlflow_uris(self.uri, experiment_id=experiment_id):
-                info = Model.log(
-                    artifact_path=None,
-                    name=name,
-                    flavor=_CheckedOnnxFlavor,
-                    flavor_name="onnx",
-                    run_id=self.run_id,
-                    onnx_model=model,
-                    signature=infer_signature(example, output),
-                    input_example=example,
-                    # The generator is small and fast on a CPU, and onnxruntime builds
-                    # without CUDA (the default wheel) warn at every load when CUDA is listed
-                    # first.
-                    onnx_execution_providers=["CPUExecutionProvider"],
-                    # One self-contained model.onnx, the same bytes as generator.onnx (the
-                    # default splits the weights into a side file).
-                    save_as_external_data=False,
-                    # What the pyfunc loader imports, at the versions that made and checked
-                    # the model (MLflow adds itself). MLflow's inference would list the whole
-                    # environment, TensorFlow and DVC included, and takes seconds a run.
-                    pip_requirements=[
-                        *mlflow.onnx.get_default_pip_requirements(),
-                        f"numpy=={np.__version__}",
-                    ],
-                )
-            return info.model_uri
-
-        return self._call("logging the ONNX model", log_model)
+    def log_onnx_model(self, model: Any, name: str, example: Any, output: Any) -> str:
+        """The ONNX generator as an MLflow model of this run (dcgan.pipeline.packaging);
+        returns its ``models:/m-...`` URI."""
+        return packaging.log_onnx_model(
+            self.uri, self.client, self.run_id, model, name, example, output
+        )
 
     def finish(self, status: str = "FINISHED") -> None:
         self._call("closing the run", self.client.set_terminated, self.run_id, status=status)
@@ -383,7 +209,7 @@ class Tracker:
         """Close the run on the way out of an error: one try, a warning if the store does
         not take it (the error being raised matters more than the run's status)."""
         try:
-            with _bounded_requests(5):
+            with bounded_requests(5):
                 self.client.set_terminated(self.run_id, status=status)
         except Exception as exc:  # noqa: BLE001 - best effort, see above
             log.warning(
@@ -391,119 +217,24 @@ class Tracker:
                 self.run_id,
                 status,
                 safe_uri(self.uri),
-                _cause(exc),
+                cause(exc),
             )
 
     def watch(self) -> None:
-        """Start a watcher process that marks the run KILLED if this process dies without
-        :meth:`release` (SIGKILL, the OOM killer): then no later process may ever reopen it
-        (a rerun restored from DVC's run-cache trains nothing). The watcher sits in its own
-        session (a process-group kill does not take it along), blocks on a pipe whose only
-        writer is this process, and imports MLflow only if the pipe ends without a word.
-        It leaves the run alone if another process has taken it over (its pid tag)."""
-        if self._watcher is not None:
-            return
-        read, write = os.pipe()
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from dcgan.pipeline.tracking import _watch; _watch()"],
-                stdin=read,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:  # the next train on this machine still closes the run
-            os.close(write)
-            log.warning("no watcher for MLflow run %s (%s)", self.run_id, exc)
-            return
-        finally:
-            os.close(read)
-        # The store URI may hold a password: it goes through the pipe, not the command line.
-        order = {"uri": self.uri, "run_id": self.run_id, "pid": os.getpid()}
-        os.write(write, (json.dumps(order) + "\n").encode())
-        self._watcher = (proc, write)
+        """Start the run's dead-process watcher (dcgan.pipeline.watcher), once."""
+        if self._watcher is None:
+            self._watcher = Watcher.start(self.uri, self.run_id)
 
     def release(self) -> None:
-        """Tell the watcher this process is done with the run (finished, failed or left
-        for a resume): it exits without touching the run."""
-        if self._watcher is None:
-            return
-        proc, write = self._watcher
-        self._watcher = None
-        try:
-            os.write(write, _RELEASED)
-        finally:
-            os.close(write)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - it exits on the word
-            proc.kill()
+        """Tell the watcher this process is done with the run: it exits without touching it."""
+        if self._watcher is not None:
+            watcher, self._watcher = self._watcher, None
+            watcher.release()
 
     def close_abandoned(self) -> list[str]:
         """Mark KILLED this machine's other RUNNING runs of this run's experiment whose
-        process is gone (killed before its first checkpoint, so nothing will resume them);
-        returns their ids. Runs of other machines, and of older versions (no pid tag), are
-        left alone."""
-        from mlflow.entities import RunStatus
-
-        experiment_id = self._call(
-            "reading the run", self.client.get_run, self.run_id
-        ).info.experiment_id
-        host = socket.gethostname()
-        runs = self._call(
-            "finding abandoned runs",
-            self.client.search_runs,
-            [experiment_id],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
-        )
-        closed = []
-        for run in runs:
-            pid = run.data.tags.get(PID_TAG, "")
-            if run.info.run_id == self.run_id or not pid.isdigit() or _alive(int(pid)):
-                continue
-            self._call(
-                "closing an abandoned run",
-                self.client.set_terminated,
-                run.info.run_id,
-                status=RunStatus.to_string(RunStatus.KILLED),
-            )
-            log.warning(
-                "MLflow run %s was left RUNNING by process %s, which is gone; marked KILLED",
-                run.info.run_id,
-                pid,
-            )
-            closed.append(run.info.run_id)
-        return closed
-
-
-class _CheckedOnnxFlavor:
-    """``mlflow.onnx``'s save_model, with dcgan.pipeline.serving copied into the model's
-    code/ folder and made the pyfunc loader (what ``Model.log`` takes as a flavor)."""
-
-    LOADER = "dcgan_serving"
-
-    @classmethod
-    def save_model(cls, path: str, mlflow_model: Any, **kwargs: Any) -> None:
-        import shutil
-        import tempfile
-        from pathlib import Path
-
-        import mlflow.onnx
-        from mlflow.pyfunc import FLAVOR_NAME, MAIN
-
-        from dcgan.pipeline import serving
-
-        with tempfile.TemporaryDirectory() as tmp:
-            loader = Path(tmp) / f"{cls.LOADER}.py"
-            shutil.copyfile(serving.__file__, loader)
-            mlflow.onnx.save_model(
-                path=path, mlflow_model=mlflow_model, code_paths=[str(loader)], **kwargs
-            )
-        mlflow_model.flavors[FLAVOR_NAME][MAIN] = cls.LOADER
-        mlflow_model.save(os.path.join(path, "MLmodel"))
-
-
-HOST_TAG, PID_TAG = "dcgan.host", "dcgan.pid"
+        process is gone; returns their ids (see dcgan.pipeline.watcher)."""
+        return close_abandoned(self.uri, self.client, self.run_id)
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
@@ -514,45 +245,6 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def process_tags() -> dict[str, str]:
-    """Which process on which machine writes a run: lets the next run close it if it died."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
-_RELEASED = b"released\n"
-
-
-def _watch() -> None:
-    """The watcher's body (see :meth:`Tracker.watch`): one JSON line, then wait for EOF."""
-    order = json.loads(sys.stdin.buffer.readline())
-    rest = sys.stdin.buffer.read()  # EOF: the writer released the run, or died
-    if rest == _RELEASED:
-        return
-    from mlflow.entities import RunStatus
-
-    tracker = Tracker(order["uri"], order["run_id"])
-    run = tracker._call("reading the run", tracker.client.get_run, tracker.run_id)
-    if run.info.status == "RUNNING" and run.data.tags.get(PID_TAG) == str(order["pid"]):
-        tracker._call(
-            "closing the run of a dead process",
-            tracker.client.set_terminated,
-            tracker.run_id,
-            status=RunStatus.to_string(RunStatus.KILLED),
-        )
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():  # an earlier process that had our pid: it is gone
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _experiment_id(tracker: Tracker, experiment: str) -> str:

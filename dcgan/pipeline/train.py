@@ -29,8 +29,10 @@ from dcgan.data import Prepared, load_prepared
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file, write_json
 from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
+from dcgan.pipeline.retry import TrackerUnavailable
 from dcgan.pipeline.store import check_tracking_store
-from dcgan.pipeline.tracking import Tracker, TrackerUnavailable, process_tags
+from dcgan.pipeline.tracking import Tracker
+from dcgan.pipeline.watcher import process_tags
 from dcgan.plots import save_grid, save_history_plot
 from dcgan.saving import save_model
 from dcgan.training import GAN, Callback, History, train_loop
