@@ -8,13 +8,12 @@ carries its iteration in a band above the grid, so a still of the GIF says where
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
+from dcgan.plots import GRID_FILE
 
-GRID_FILE = re.compile(r"iter_(\d+)\.png")
 FRAME_MS = 400  # per interval: 10 intervals play in 4 s
 LAST_FRAME_MS = 2500  # the final grid stays long enough to look at before the loop restarts
 BAND = 40  # pixels of label above each grid

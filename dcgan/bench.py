@@ -24,7 +24,7 @@ import numpy as np
 
 from dcgan.config import ExportConfig, TrainConfig
 from dcgan.errors import DcganError
-from dcgan.precision import median_seconds
+from dcgan.timing import median_seconds
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def machine() -> dict[str, Any]:
     import onnxruntime
     import tensorflow as tf
 
-    from dcgan.precision import cpu_name, onednn_isa
+    from dcgan.timing import cpu_name, onednn_isa
 
     return {
         "cpu": cpu_name(),

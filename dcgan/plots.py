@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from dcgan.files import atomic_path
+
+# The progress grid of each sample interval: the train stage writes them, the animation and
+# the resume read them back; the one place the name is spelled.
+GRID_FILE = re.compile(r"iter_(\d+)\.png")
+
+
+def grid_path(folder: str | os.PathLike[str], iteration: int) -> Path:
+    """``folder/iter_NNNNNN.png``: the grid of ``iteration`` (zero-padded, so names sort)."""
+    return Path(folder) / f"iter_{iteration:06d}.png"
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

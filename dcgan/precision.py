@@ -1,7 +1,7 @@
 """``train.precision: auto``: the faster of float32 and mixed_bfloat16, measured on this machine.
 
 Why a measurement: the instruction set does not predict the ratio. On an Intel Xeon whose
-oneDNN reports AMX, the bfloat16 step ran 1.6x the float32 one (README, Performance); on one
+oneDNN reports AMX, the bfloat16 step ran 1.6x the float32 one (docs/performance.md); on one
 with AVX512-BF16 and no AMX, 0.58x; an AMD EPYC with AVX512-BF16 and no AMX was reported at
 1.4x. So ``auto`` times a few compiled iterations of the run's own model and batch in each
 precision, in a child process (fresh threads; Keras' dtype state in the training process is
@@ -11,22 +11,22 @@ TensorFlow version and model shape, in ``$DCGAN_CACHE_DIR/precision.json`` (defa
 so its outputs stay byte for byte what the first run's were.
 
 A measurement says which precision is faster, not whether it trains as well: the default
-stays float32 until bfloat16's samples have been compared with float32's (README, Performance).
+stays float32 until bfloat16's samples have been compared with float32's (docs/performance.md).
 Delete the cache file to measure again (e.g. after a measurement taken on a busy machine).
+
+The train stage resolves the choice and hands :class:`dcgan.training.GAN` a concrete
+precision: the model itself starts no process. Imports run one way: this module times the
+GAN (in its child), the GAN never asks this module.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
+from dcgan.timing import machine_name, median_seconds
 
 if TYPE_CHECKING:
     from dcgan.config import TrainConfig
@@ -49,7 +50,6 @@ WARMUP, STEPS = 1, 5  # the first call traces; the median of five is steady on a
 TIMEOUT_S = 600
 HOPELESS = 2.0  # a timed step this many times the fastest precision's ends its timing
 
-_PROBE = "import tensorflow as tf; x = tf.ones((16, 16), tf.bfloat16); tf.matmul(x, x).numpy()"
 
 Timer = Callable[["TrainConfig"], Mapping[str, float]]
 
@@ -67,53 +67,6 @@ class Choice:
     @property
     def measured(self) -> bool:
         return bool(self.seconds)
-
-
-@functools.cache
-def onednn_isa() -> str | None:
-    """oneDNN's own name for the instruction set it runs on this CPU, or None if TensorFlow
-    does not use oneDNN here (e.g. TF_ENABLE_ONEDNN_OPTS=0, or not an x86 CPU)."""
-    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=300
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in out.splitlines():
-        if line.startswith("onednn_verbose") and ",isa:" in line:
-            return line.split(",isa:", 1)[1].strip()
-    return None
-
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), or what the platform says elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def machine_name() -> str:
-    """This CPU, its core count and TensorFlow's version: what a timing depends on beyond
-    the model."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        tf_version = version("tensorflow")
-    except PackageNotFoundError:
-        tf_version = "unknown"
-    return f"{cpu_name()} | {_cores()} cores | tensorflow {tf_version}"
 
 
 def machine_key(cfg: TrainConfig, machine: str | None = None) -> str:
@@ -203,24 +156,6 @@ def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
         f"on {machine}; {source}"
     )
     return Choice(fastest, reason, {p: float(seconds[p]) for p in MEASURED}, on=key)
-
-
-def median_seconds(
-    fn: Callable[[], object], repeats: int, warmup: int = 2, stop_above: float = math.inf
-) -> float:
-    """Median wall seconds of ``repeats`` calls of ``fn`` (each must wait for its result),
-    after ``warmup`` untimed calls (tracing, caches). A call over ``stop_above`` seconds ends
-    the timing there: the caller only needs to know it lost. ``dcgan bench`` times with it too."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-        if times[-1] > stop_above:
-            break
-    return statistics.median(times)
 
 
 def _time_steps(cfg: TrainConfig) -> dict[str, float]:

@@ -35,7 +35,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan import precision
 from dcgan.config import TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE, draw_noise
 from dcgan.determinism import seed_everything
@@ -89,11 +88,10 @@ class GAN:
     def __init__(self, cfg: TrainConfig, images: np.ndarray) -> None:
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
+        if cfg.precision == "auto":  # the train stage times it (dcgan.precision.resolve)
+            raise ValueError("GAN takes a resolved precision, not 'auto': resolve it first")
         self.cfg = cfg
-        # "auto" becomes float32 or mixed_bfloat16 here: the faster on this machine, measured.
-        self.precision_choice = precision.resolve(cfg)
-        self.precision = self.precision_choice.precision
-        self.precision_reason = self.precision_choice.reason
+        self.precision = cfg.precision
         seed_everything(cfg.seed)
         self.strategy = make_strategy(cfg.strategy, cfg.devices)
         self.replicas = self.strategy.num_replicas_in_sync

@@ -124,3 +124,59 @@ def test_pre_commit_runs_the_linters_run_test_runs():
     run_test = (ROOT / "run").read_text().split("\n  test)\n", 1)[1].split(";;", 1)[0]
     linted = {line.strip().removesuffix(" .") for line in run_test.splitlines()}
     assert hooked == {"ruff check", "ruff format --check"} and hooked <= linted
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in (ROOT / "dcgan").rglob("*.py")}
+UPPER = ("dcgan.pipeline", "dcgan.stack", "dcgan.cli")  # what orchestrates and what users call
+
+
+def dcgan_imports(name: str) -> set[str]:
+    """The dcgan modules ``name`` imports, at the top or inside a function (a lazy import
+    still runs one way or the other)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found |= {full} if full in MODULES else {base} & MODULES.keys()
+    return found - {name}
+
+
+def test_the_import_graph_has_no_circle():
+    graph = {name: dcgan_imports(name) for name in MODULES}
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        path.append(name)
+        for other in sorted(graph[name]):
+            assert other not in path, "import circle: " + " -> ".join(
+                [*path[path.index(other) :], other]
+            )
+            if other not in done:
+                visit(other)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        if name not in done:
+            visit(name)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.startswith(UPPER)))
+def test_the_library_never_imports_upward(name):
+    """The library computes; the pipeline, the stack and the CLI call it, never the reverse."""
+    assert not {m for m in dcgan_imports(name) if m.startswith(UPPER)}

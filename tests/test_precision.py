@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan import precision
+from dcgan import precision, timing
 from dcgan.training import GAN
 
 from .conftest import stage_paths, train_outputs
@@ -68,7 +68,7 @@ def test_the_measurement_is_cached_per_machine_tf_version_and_batch(tiny_train_c
     cache = json.loads(precision.cache_path().read_text())
     assert list(cache) == [precision.machine_key(cfg)] == [first.on] == [second.on]
     assert cfg.batch_size == 8 and "batch 8" in precision.machine_key(cfg)
-    assert f"on {precision.machine_name()}; cached in" in second.reason
+    assert f"on {timing.machine_name()}; cached in" in second.reason
 
     other_batch = FakeTimer(0.5, 0.9)
     assert precision.resolve(dataclasses.replace(cfg, batch_size=16), other_batch).precision == (
@@ -120,9 +120,9 @@ def test_a_timing_stops_at_the_first_call_over_its_limit():
         calls.append(1)
         time.sleep(pause)
 
-    assert precision.median_seconds(step, 5, warmup=1) >= 0.02 and len(calls) == 6
+    assert timing.median_seconds(step, 5, warmup=1) >= 0.02 and len(calls) == 6
     calls.clear()
-    assert precision.median_seconds(step, 5, warmup=1, stop_above=0.01) >= 0.02
+    assert timing.median_seconds(step, 5, warmup=1, stop_above=0.01) >= 0.02
     assert len(calls) == 2  # the warm-up, then one timed call over the limit
 
 
@@ -144,8 +144,8 @@ def test_the_probe_reads_this_machines_onednn():
         or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
     ):
         pytest.skip("TensorFlow does not use oneDNN here")
-    precision.onednn_isa.cache_clear()
-    isa = precision.onednn_isa()
+    timing.onednn_isa.cache_clear()
+    isa = timing.onednn_isa()
     assert isa is not None and ("AVX" in isa or "SSE" in isa), isa
 
 
@@ -153,11 +153,22 @@ def test_the_probe_reads_this_machines_onednn():
 def test_the_gan_trains_in_the_resolved_precision(
     monkeypatch, tiny_train_cfg, tiny_images, bfloat16, expected
 ):
+    """The train stage resolves auto (dcgan.pipeline.train) and hands GAN the result; the
+    stage's own use of it is checked end to end by the MLflow test below."""
     monkeypatch.setattr(precision, "measure", FakeTimer(0.5, bfloat16))
-    gan = GAN(auto(tiny_train_cfg), tiny_images)
+    choice = precision.resolve(auto(tiny_train_cfg))
+    gan = GAN(dataclasses.replace(tiny_train_cfg, precision=choice.precision), tiny_images)
     assert gan.precision == ("mixed_bfloat16" if expected == "bfloat16" else "float32")
     assert gan.generator.get_layer("deconv1").compute_dtype == expected
     assert gan.generator.weights[0].dtype == "float32"  # variables stay float32
+
+
+def test_the_gan_starts_no_timing_of_its_own(monkeypatch, tiny_train_cfg, tiny_images):
+    """auto is the train stage's to resolve: the model refuses it rather than spawn a child."""
+    monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.2))
+    with pytest.raises(ValueError, match="resolved precision, not 'auto'"):
+        GAN(auto(tiny_train_cfg), tiny_images)
+    assert precision.measure.calls == 0
 
 
 def snapshot(model):

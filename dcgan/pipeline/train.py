@@ -5,15 +5,19 @@ Read :func:`run` top to bottom:
 1. load the prepared data and check the run fits in memory; the params and the data's
    checksum fingerprint the run;
 2. build the GAN and resume from a checkpoint of the same fingerprint, if a crash left one;
-3. open the MLflow run (a resumed run continues its own) and log what the crash lost;
+3. open the MLflow run, a :class:`~dcgan.pipeline.training_run.TrainingRun` (a resumed run
+   continues its own), and log what the crash lost;
 4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
    every ``checkpoint_interval`` iterations, a checkpoint;
 5. save the outputs, discard the checkpoint, and close the run, tagged with the SHA-256 of
-   the generator it produced (the outputs themselves name no run: see dcgan.pipeline.tracking).
+   the generator it produced (the outputs themselves name no run: see dcgan.pipeline.lineage).
+
+What params.yaml may not do meanwhile is dcgan.pipeline.params_guard's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -23,24 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import checkpoint, environment, memory
-from dcgan.config import TrainConfig, flat_params, load_config, params_error
+from dcgan import checkpoint, environment, memory, precision
+from dcgan.config import TrainConfig, flat_params, params_error
 from dcgan.data import Prepared, load_prepared
-from dcgan.errors import DcganError
-from dcgan.files import sha256_file, write_json
-from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
-from dcgan.pipeline.retry import TrackerUnavailable
+from dcgan.files import write_json
+from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
 from dcgan.pipeline.store import check_tracking_store
-from dcgan.pipeline.tracking import Tracker
-from dcgan.pipeline.watcher import process_tags
-from dcgan.plots import save_grid, save_history_plot
+from dcgan.pipeline.training_run import TrainingRun
+from dcgan.plots import grid_path, save_grid, save_history_plot
 from dcgan.saving import save_model
 from dcgan.training import GAN, Callback, History, train_loop
 
 log = logging.getLogger(__name__)
 
 FINAL_METRICS = ("d_loss", "d_accuracy", "g_loss")
-ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,10 @@ def run(
     store_uri = store_uri or check_tracking_store()
 
     _clear(outputs.samples)
-    gan = GAN(cfg, data.x_train)
-    log.info("training in %s (%s)", gan.precision, gan.precision_reason)
+    # "auto" becomes float32 or mixed_bfloat16 here: the faster on this machine, measured.
+    choice = precision.resolve(cfg)
+    gan = GAN(dataclasses.replace(cfg, precision=choice.precision), data.x_train)
+    log.info("training in %s (%s)", choice.precision, choice.reason)
     # A checkpoint made in one precision must not resume in another (auto may resolve
     # differently on another machine).
     identity = _fingerprint(
@@ -109,26 +111,33 @@ def run(
         else None
     )
     history = History(list(resumed.history) if resumed else [])
-    tracker, logged = _open_run(
-        cfg, store_uri, params, env, data, Path(data_dir), resumed, history, outputs.samples
-    )
-    try:
-        tracker.set_tags({"precision": gan.precision, "precision_reason": gan.precision_reason})
-        if gan.precision_choice.measured:  # auto: what it measured, beside what it chose
-            tracker.log_metrics(
-                {f"auto_{p}_s_per_iteration": s for p, s in gan.precision_choice.seconds.items()}
-            )
+    with TrainingRun(
+        cfg,
+        store_uri,
+        params,
+        env,
+        data,
+        Path(data_dir),
+        resumed,
+        history,
+        outputs.samples,
+        checkpoint_now=lambda run_id: _checkpoint_now(
+            checkpoint_dir, gan, run_id, identity, history, outputs
+        ),
+        params_file=params_file,
+    ) as record:
+        record.log_precision(choice)
         callbacks: list[Callback] = [
             *([WatchParams(cfg, params_file)] if params_file is not None else []),
             SaveGrid(outputs.samples),
-            LogInterval(tracker, logged, outputs.samples),
+            record.callback(),
         ]
         if checkpoint_dir is not None:
             callbacks.append(
-                SaveCheckpoint(checkpoint_dir, gan, tracker.run_id, identity, outputs.samples)
+                SaveCheckpoint(checkpoint_dir, gan, record.run_id, identity, outputs.samples)
             )
         start, cpu_start = time.perf_counter(), time.process_time()
-        history = train_loop(
+        train_loop(
             gan,
             callbacks,
             progress=progress,
@@ -140,30 +149,16 @@ def run(
         cpu_seconds = time.process_time() - cpu_start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
         if params_file is not None:
-            _check_params_unchanged(cfg, params_file)
-        final = _save_outputs(gan, history, params, env, data, outputs)
-        _close_run(tracker, outputs, seconds / max(done, 1), cpu_seconds / max(done, 1))
+            check_params_unchanged(cfg, params_file)
+        final = _save_outputs(gan, choice, history, params, env, data, outputs)
+        record.finish(
+            outputs.generator,
+            [outputs.losses, outputs.history],
+            seconds / max(done, 1),
+            cpu_seconds / max(done, 1),
+        )
         if checkpoint_dir is not None:  # only now: a rerun after a failed close resumes
             checkpoint.discard(checkpoint_dir)
-    except TrackerUnavailable as exc:
-        # Every tracker call comes right after an interval is recorded in the history: the
-        # state is that interval's, so a checkpoint of it loses no iteration.
-        raise TrackerUnavailable(
-            f"{exc}. {_checkpoint_now(checkpoint_dir, gan, tracker, identity, history, outputs)}"
-        ) from None
-    except KeyboardInterrupt:
-        tracker.finish_quietly("KILLED")
-        raise
-    except Exception as exc:
-        tracker.finish_quietly("FAILED")
-        if params_file is not None and not isinstance(exc, ParamsChanged):
-            # A second `dvc exp run` in this clone also checks out this stage's outputs
-            # (reports/samples) under the running one: its params change is the cause to
-            # report, not the file that vanished.
-            _check_params_unchanged(cfg, params_file, cause=exc)
-        raise
-    finally:
-        tracker.release()  # closed, failed, or checkpointed for a resume: not the watcher's
     log.info(
         "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
         cfg.iterations,
@@ -181,7 +176,7 @@ def run(
 def _checkpoint_now(
     checkpoint_dir: str | os.PathLike[str] | None,
     gan: GAN,
-    tracker: Tracker,
+    run_id: str,
     identity: str,
     history: History,
     outputs: TrainOutputs,
@@ -197,7 +192,7 @@ def _checkpoint_now(
         gan.state_variables(),
         iteration=iteration,
         history=history.rows,
-        run_id=tracker.run_id,
+        run_id=run_id,
         fingerprint=identity,
         samples_dir=outputs.samples,
     )
@@ -216,43 +211,6 @@ def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
             "data.sha256": data.meta.get("sha256"),
         }
     )
-
-
-class ParamsChanged(DcganError):
-    """params.yaml's train block is no longer what this run trains with."""
-
-
-def _check_params_unchanged(
-    cfg: TrainConfig, params_file: str | os.PathLike[str], cause: BaseException | None = None
-) -> None:
-    """DVC records params.yaml as it is when the stage ends; it must be what trained."""
-    try:
-        now = load_config("train", params_file)
-    except DcganError as exc:  # edited into something invalid: changed all the same
-        what = str(exc)
-    else:
-        changed = [f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(now, f.name)]
-        if not changed:
-            return
-        what = ", ".join(
-            f"train.{k} {getattr(cfg, k)!r} -> {getattr(now, k)!r}" for k in changed[:3]
-        )
-    raise ParamsChanged(
-        f"{params_file} changed while training ({what}); no model was written, since "
-        "dvc.lock would pair it with params that did not make it. Run parallel "
-        "experiments with `dvc exp run --queue` and `dvc queue start`, then rerun this one"
-    ) from cause
-
-
-class WatchParams(Callback):
-    """Stops at the first interval after params.yaml's train block changed: the run could no
-    longer be recorded, so the iterations left would be CPU spent for nothing."""
-
-    def __init__(self, cfg: TrainConfig, params_file: str | os.PathLike[str]) -> None:
-        self.cfg, self.params_file = cfg, params_file
-
-    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
-        _check_params_unchanged(self.cfg, self.params_file)
 
 
 def _warn_on_drift(lock: str | os.PathLike[str] | None, env: dict[str, str]) -> None:
@@ -275,75 +233,6 @@ def _clear(samples_dir: Path) -> None:
         stale.unlink()
 
 
-def _open_run(
-    cfg: TrainConfig,
-    store_uri: str,
-    params: dict[str, Any],
-    env: dict[str, str],
-    data: Prepared,
-    data_dir: Path,
-    resumed: checkpoint.Resumed | None,
-    history: History,
-    samples_dir: Path,
-) -> tuple[Tracker, set[int]]:
-    """Continue the resumed run's MLflow run, or start one with its params, source and
-    environment tags and data set; log the history rows and grids that the checkpoint holds
-    but the run does not (a crash or a lost server between the two); close this machine's
-    runs of the experiment whose process died before they could; start the watcher that
-    closes this run if this process dies (see Tracker.watch). Returns the tracker and the
-    iterations logged."""
-    tracker = Tracker.resume(resumed.run_id, store_uri) if resumed and resumed.run_id else None
-    if tracker is None:
-        meta = data.meta
-        source = meta.get("source", "unknown")
-        tracker = Tracker.start(
-            cfg.experiment,
-            run_name=run_name(f"{source}-{cfg.iterations}it-seed{cfg.seed}"),
-            tags={
-                **run_tags(ENTRY_POINT, source),
-                **process_tags(),
-                **environment.as_tags(env),
-                "data_sha256": meta.get("sha256", ""),
-            },
-            uri=store_uri,
-        )
-        tracker.log_params(params)
-        tracker.log_dataset(
-            name=source,
-            sha256=meta.get("sha256", ""),
-            source_uri=data_dir.resolve().as_uri(),
-            profile={
-                "origin": meta.get("description"),
-                "train_count": meta.get("train_count"),
-                "test_count": meta.get("test_count"),
-                "files": meta.get("files", {}),  # MNIST's files: MD5 and SHA-256 each
-            },
-        )
-    else:
-        tracker.set_tags(process_tags())  # this process carries the resumed run on
-    tracker.watch()
-    try:
-        tracker.close_abandoned()
-        logged = tracker.metric_steps("d_loss")
-        uploaded = tracker.artifact_names("samples") if history.rows else set()
-        for row in history.rows:
-            iteration = int(row["iteration"])
-            if iteration not in logged:
-                tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
-                logged.add(iteration)
-            grid = grid_path(samples_dir, iteration)
-            if grid.name not in uploaded and grid.is_file():
-                tracker.log_artifact(grid, "samples")
-    except BaseException:
-        tracker.release()
-        raise
-    return tracker, logged
-
-
-def grid_path(samples_dir: Path, iteration: int) -> Path:
-    return samples_dir / f"iter_{iteration:06d}.png"
-
-
 class SaveGrid(Callback):
     """reports/samples/iter_NNNNNN.png: G's images of the fixed noise batch at each interval."""
 
@@ -352,19 +241,6 @@ class SaveGrid(Callback):
 
     def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
         save_grid(grid, grid_path(self.samples_dir, iteration))
-
-
-class LogInterval(Callback):
-    """The losses (step=iteration) and the interval's grid, into the MLflow run."""
-
-    def __init__(self, tracker: Tracker, logged: set[int], samples_dir: Path) -> None:
-        self.tracker, self.logged, self.samples_dir = tracker, logged, samples_dir
-
-    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
-        if iteration not in self.logged:  # a resumed run may have logged it before the crash
-            self.tracker.log_metrics(metrics, step=iteration)
-            self.logged.add(iteration)
-        self.tracker.log_artifact(grid_path(self.samples_dir, iteration), "samples")
 
 
 class SaveCheckpoint(Callback):
@@ -390,6 +266,7 @@ class SaveCheckpoint(Callback):
 
 def _save_outputs(
     gan: GAN,
+    choice: precision.Choice,
     history: History,
     params: dict[str, Any],
     env: dict[str, str],
@@ -412,9 +289,8 @@ def _save_outputs(
     # What made the models; their own files carry what they are (z_dim: the input shape).
     record: dict[str, Any] = {
         "params": params,
-        "precision": gan.precision,  # what train.precision (e.g. auto) resolved to
+        "precision": choice.precision,  # what train.precision (e.g. auto) resolved to
     }
-    choice = gan.precision_choice
     if choice.measured:  # the cached figures, not when they were taken: same bytes next run
         record["precision_measured"] = {
             "seconds_per_iteration": choice.seconds,
@@ -424,19 +300,3 @@ def _save_outputs(
     record["environment"] = env  # the lock's SHA-256 and the key packages' versions
     write_json(outputs.training, record)
     return final
-
-
-def _close_run(
-    tracker: Tracker, outputs: TrainOutputs, seconds_per_iteration: float, cpu_per_iteration: float
-) -> None:
-    """Timing (not a DVC output), plots, and the tag that links the generator to this run."""
-    tracker.log_metrics(
-        {
-            "seconds_per_iteration": seconds_per_iteration,
-            "cpu_seconds_per_iteration": cpu_per_iteration,
-        }
-    )
-    tracker.set_tags({GENERATOR_TAG: sha256_file(outputs.generator)})
-    tracker.log_artifact(outputs.losses)
-    tracker.log_artifact(outputs.history)
-    tracker.finish()

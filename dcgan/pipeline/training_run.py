@@ -1,0 +1,198 @@
+"""The MLflow run of one training, as a context manager: :class:`TrainingRun`.
+
+It opens the run (or continues a resumed one), logs what a crash lost, starts the watcher,
+and on the way out closes the run in the one state that is true: FINISHED by :meth:`finish`,
+FAILED or KILLED on an error, or left RUNNING for a resume when the store went away (the
+training is checkpointed first, so a rerun continues the same run). The watcher is released
+whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from dcgan import checkpoint, environment
+from dcgan.config import TrainConfig
+from dcgan.data import Prepared
+from dcgan.files import sha256_file
+from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
+from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
+from dcgan.pipeline.retry import TrackerUnavailable
+from dcgan.pipeline.tracking import Tracker
+from dcgan.pipeline.watcher import process_tags
+from dcgan.plots import grid_path
+from dcgan.precision import Choice
+from dcgan.training import Callback, History
+
+ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
+
+
+class TrainingRun:
+    """``with TrainingRun(...) as record:`` train inside, then :meth:`finish`.
+
+    ``checkpoint_now(run_id)`` is called when the store stops answering: it saves the state
+    at the last recorded interval and says what a rerun will do (the message ends the
+    error). ``params_file``, when given, is checked on any other error: a params.yaml edited
+    mid-run is the cause to report, not what it broke."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        store_uri: str,
+        params: dict[str, Any],
+        env: dict[str, str],
+        data: Prepared,
+        data_dir: Path,
+        resumed: checkpoint.Resumed | None,
+        history: History,
+        samples_dir: Path,
+        checkpoint_now: Callable[[str], str],
+        params_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.cfg, self.store_uri, self.params, self.env = cfg, store_uri, params, env
+        self.data, self.data_dir, self.resumed = data, data_dir, resumed
+        self.history, self.samples_dir = history, samples_dir
+        self.checkpoint_now, self.params_file = checkpoint_now, params_file
+        self.logged: set[int] = set()  # iterations whose losses the run holds
+
+    def __enter__(self) -> TrainingRun:
+        self.tracker = self._open()
+        self.tracker.watch()
+        try:
+            self.tracker.close_abandoned()
+            self._backfill()
+        except BaseException:
+            self.tracker.release()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if isinstance(exc, TrackerUnavailable):
+                # Every tracker call comes right after an interval is recorded in the history:
+                # the state is that interval's, so a checkpoint of it loses no iteration.
+                raise TrackerUnavailable(
+                    f"{exc}. {self.checkpoint_now(self.tracker.run_id)}"
+                ) from None
+            if isinstance(exc, KeyboardInterrupt):
+                self.tracker.finish_quietly("KILLED")
+            elif isinstance(exc, Exception):
+                self.tracker.finish_quietly("FAILED")
+                if self.params_file is not None and not isinstance(exc, ParamsChanged):
+                    # A second `dvc exp run` in this clone also checks out this stage's
+                    # outputs (reports/samples) under the running one: its params change is
+                    # the cause to report, not the file that vanished.
+                    check_params_unchanged(self.cfg, self.params_file, cause=exc)
+        finally:
+            self.tracker.release()  # closed, failed, or checkpointed: not the watcher's
+
+    @property
+    def run_id(self) -> str:
+        return self.tracker.run_id
+
+    def log_precision(self, choice: Choice) -> None:
+        """What ``train.precision`` resolved to and why; for auto, what it measured."""
+        self.tracker.set_tags({"precision": choice.precision, "precision_reason": choice.reason})
+        if choice.measured:
+            self.tracker.log_metrics(
+                {f"auto_{p}_s_per_iteration": s for p, s in choice.seconds.items()}
+            )
+
+    def callback(self) -> Callback:
+        """Logs each interval's losses and grid into the run."""
+        return LogInterval(self.tracker, self.logged, self.samples_dir)
+
+    def finish(
+        self,
+        generator: Path,
+        artifacts: Sequence[Path],
+        seconds_per_iteration: float,
+        cpu_per_iteration: float,
+    ) -> None:
+        """Timing (not a DVC output), the ``artifacts``, the tag that links the generator to
+        this run; then FINISHED."""
+        self.tracker.log_metrics(
+            {
+                "seconds_per_iteration": seconds_per_iteration,
+                "cpu_seconds_per_iteration": cpu_per_iteration,
+            }
+        )
+        self.tracker.set_tags({GENERATOR_TAG: sha256_file(generator)})
+        for path in artifacts:
+            self.tracker.log_artifact(path)
+        self.tracker.finish()
+
+    def _open(self) -> Tracker:
+        """Continue the resumed run's MLflow run, or start one with its params, source and
+        environment tags and data set."""
+        resumed = self.resumed
+        if resumed and resumed.run_id:
+            tracker = Tracker.resume(resumed.run_id, self.store_uri)
+            if tracker is not None:
+                tracker.set_tags(process_tags())  # this process carries the resumed run on
+                return tracker
+        cfg, meta = self.cfg, self.data.meta
+        source = meta.get("source", "unknown")
+        tracker = Tracker.start(
+            cfg.experiment,
+            run_name=run_name(f"{source}-{cfg.iterations}it-seed{cfg.seed}"),
+            tags={
+                **run_tags(ENTRY_POINT, source),
+                **process_tags(),
+                **environment.as_tags(self.env),
+                "data_sha256": meta.get("sha256", ""),
+            },
+            uri=self.store_uri,
+        )
+        tracker.log_params(self.params)
+        tracker.log_dataset(
+            name=source,
+            sha256=meta.get("sha256", ""),
+            source_uri=self.data_dir.resolve().as_uri(),
+            profile={
+                "origin": meta.get("description"),
+                "train_count": meta.get("train_count"),
+                "test_count": meta.get("test_count"),
+                "files": meta.get("files", {}),  # MNIST's files: MD5 and SHA-256 each
+            },
+        )
+        return tracker
+
+    def _backfill(self) -> None:
+        """Log the history rows and grids that the checkpoint holds but the run does not (a
+        crash or a lost server between the two)."""
+        tracker, rows = self.tracker, self.history.rows
+        self.logged |= tracker.metric_steps("d_loss")
+        uploaded = tracker.artifact_names("samples") if rows else set()
+        for row in rows:
+            iteration = int(row["iteration"])
+            if iteration not in self.logged:
+                tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
+                self.logged.add(iteration)
+            grid = grid_path(self.samples_dir, iteration)
+            if grid.name not in uploaded and grid.is_file():
+                tracker.log_artifact(grid, "samples")
+
+
+class LogInterval(Callback):
+    """The losses (step=iteration) and the interval's grid, into the MLflow run."""
+
+    def __init__(self, tracker: Tracker, logged: set[int], samples_dir: Path) -> None:
+        self.tracker, self.logged, self.samples_dir = tracker, logged, samples_dir
+
+    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
+        if iteration not in self.logged:  # a resumed run may have logged it before the crash
+            self.tracker.log_metrics(metrics, step=iteration)
+            self.logged.add(iteration)
+        self.tracker.log_artifact(grid_path(self.samples_dir, iteration), "samples")
