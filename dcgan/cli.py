@@ -78,6 +78,8 @@ def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dcgan.pipeline.registry import CHAMPION  # stdlib-only at import, like this module
+
     parser = argparse.ArgumentParser(
         prog="dcgan", description=DESCRIPTION, formatter_class=_HelpFormatter
     )
@@ -115,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs = _command(sub, "runs", "the MLflow runs that produced a model file, found by its SHA-256")
     runs.add_argument("file", type=Path, help="a generator file, .onnx or .keras")
     promote = _command(
-        sub, "promote", "point the registry alias 'champion' at the generator with the lowest FCD"
+        sub,
+        "promote",
+        f"point the registry alias '{CHAMPION}' at the generator with the lowest FCD",
     )
     promote.add_argument(
         "--name", help="registered model (default: evaluate.registered_model in --params)"
     )
     promote.add_argument("--params", type=Path, default=Path(PARAMS_FILE), help="params file")
-    promote.add_argument("--alias", default="champion", help="alias to move")
+    promote.add_argument("--alias", default=CHAMPION, help="alias to move")
     bench = _command(sub, "bench", "training and inference speed, written to a JSON report")
     bench.add_argument(
         "--model",
@@ -201,10 +205,11 @@ def runs_command(args: argparse.Namespace) -> None:
 
     if not args.file.is_file():
         raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
-    runs = runs_for_file(args.file)
+    uri = tracking_uri()  # the one resolution of this process
+    runs = runs_for_file(args.file, uri)
     if not runs:
         raise DcganError(
-            f"no MLflow run at {safe_uri(tracking_uri())} produced {args.file}; set "
+            f"no MLflow run at {safe_uri(uri)} produced {args.file}; set "
             "MLFLOW_TRACKING_URI "
             "to the store it was trained with"
         )
@@ -226,12 +231,13 @@ def runs_command(args: argparse.Namespace) -> None:
 
 def promote_command(args: argparse.Namespace) -> None:
     from dcgan.pipeline.registry import promote
+    from dcgan.pipeline.store import tracking_uri
 
     if args.name is None:
         from dcgan.config import load_config
 
         args.name = load_config("evaluate", args.params).registered_model
-    print(promote(args.name, args.alias))
+    print(promote(args.name, args.alias, tracking_uri()))
 
 
 # One PNG grid holds at most 64 x 64 tiles (1 792 px square); larger -n goes to --npy alone.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from dcgan.architecture import discriminator_weights, generator_weights
 from dcgan.config import ClassifierConfig, EvaluateConfig, TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE
 
@@ -18,7 +19,6 @@ GB = 1024**3
 RUNTIME = 1.2 * GB  # TensorFlow, Keras and the process, before any model
 PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 FLOAT = 4
-DENSE_UNITS = 7 * 7 * 256  # the generator's first layer: z_dim x 12 544 weights
 
 
 def available() -> int:
@@ -35,8 +35,8 @@ def available() -> int:
 
 def train(cfg: TrainConfig, n_images: int) -> tuple[int, str]:
     """(bytes, the key that dominates) for the train stage."""
-    generator = (cfg.z_dim + 1) * DENSE_UNITS + 370_000  # + the three ConvTranspose layers
-    discriminator = 100_000
+    generator = generator_weights(cfg.z_dim)  # z_dim x 12 544 of them in the first layer
+    discriminator = discriminator_weights()
     # weights, Adam's two moments, gradients and temporaries: ~6 float copies per weight
     weights = 6 * FLOAT * (generator + discriminator)
     activations = int(0.8e6) * cfg.batch_size

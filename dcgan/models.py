@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from dcgan.architecture import D_FILTERS, G_FILTERS, KERNEL, SEED_SHAPE
 from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
 
 
@@ -25,20 +26,20 @@ def build_generator(
     return keras.Sequential(
         [
             keras.Input(shape=(z_dim,), name=INPUT_NAME),
-            layers.Dense(256 * 7 * 7, name="dense"),  # (N, 12544)
-            layers.Reshape((7, 7, 256), name="reshape"),  # (N, 7, 7, 256)
+            layers.Dense(SEED_SHAPE[0] * SEED_SHAPE[1] * SEED_SHAPE[2], name="dense"),  # (N, 12544)
+            layers.Reshape(SEED_SHAPE, name="reshape"),  # (N, 7, 7, 256)
             layers.Conv2DTranspose(
-                128, 3, strides=2, padding="same", name="deconv1"
+                G_FILTERS[0], KERNEL, strides=2, padding="same", name="deconv1"
             ),  # (N, 14, 14, 128)
             layers.BatchNormalization(synchronized=synchronized_bn, name="bn1"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
             layers.Conv2DTranspose(
-                64, 3, strides=1, padding="same", name="deconv2"
+                G_FILTERS[1], KERNEL, strides=1, padding="same", name="deconv2"
             ),  # (N, 14, 14, 64)
             layers.BatchNormalization(synchronized=synchronized_bn, name="bn2"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
             layers.Conv2DTranspose(
-                1, 3, strides=2, padding="same", name="deconv3"
+                IMAGE_SHAPE[-1], KERNEL, strides=2, padding="same", name="deconv3"
             ),  # (N, 28, 28, 1)
             layers.Activation("tanh", name="tanh"),
         ],
@@ -53,13 +54,16 @@ def build_discriminator(
     return keras.Sequential(
         [
             keras.Input(shape=IMAGE_SHAPE, name="image"),
-            layers.Conv2D(32, 3, strides=2, padding="same", name="conv1"),  # (N, 14, 14, 32)
+            layers.Conv2D(D_FILTERS[0], KERNEL, strides=2, padding="same", name="conv1"),
+            # (N, 14, 14, 32)
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu1"),
-            layers.Conv2D(64, 3, strides=2, padding="same", name="conv2"),  # (N, 7, 7, 64)
+            layers.Conv2D(D_FILTERS[1], KERNEL, strides=2, padding="same", name="conv2"),
+            # (N, 7, 7, 64)
             layers.BatchNormalization(synchronized=synchronized_bn, name="bn2"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu2"),
             # The book's comment says 3x3x128; 'same' padding with stride 2 gives ceil(7/2) = 4.
-            layers.Conv2D(128, 3, strides=2, padding="same", name="conv3"),  # (N, 4, 4, 128)
+            layers.Conv2D(D_FILTERS[2], KERNEL, strides=2, padding="same", name="conv3"),
+            # (N, 4, 4, 128)
             layers.BatchNormalization(synchronized=synchronized_bn, name="bn3"),
             layers.LeakyReLU(negative_slope=leaky_slope, name="lrelu3"),
             layers.Flatten(name="flatten"),  # (N, 2048)

@@ -45,7 +45,10 @@ from dcgan.models import build_models, train_forward
 log = logging.getLogger(__name__)
 
 GRID_SIZE = 16  # 4x4 grid of the fixed noise batch
-HISTORY_FIELDS = ("iteration", "d_loss", "d_accuracy", "g_loss")
+# What each step reports: the names of the history's columns, the MLflow metrics and
+# metrics.json's keys.
+STEP_METRICS = ("d_loss", "d_accuracy", "g_loss")
+HISTORY_FIELDS = ("iteration", *STEP_METRICS)
 
 
 def bce(labels: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:

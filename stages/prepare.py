@@ -1,4 +1,5 @@
-"""prepare: MNIST -> normalised .npy splits. Kept short on purpose; the work is in dcgan.data."""
+"""prepare: MNIST -> normalised .npy splits. Kept short on purpose; the work is in
+dcgan.pipeline.prepare."""
 
 import argparse
 import sys

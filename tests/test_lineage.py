@@ -10,6 +10,7 @@ import pytest
 
 from dcgan.cli import main
 from dcgan.pipeline.lineage import GENERATOR_TAG, ONNX_TAG, runs_for_file
+from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 
 
@@ -17,13 +18,14 @@ def test_runs_for_file_and_the_cli(tmp_path, capsys):
     onnx_file = tmp_path / "generator.onnx"
     onnx_file.write_bytes(b"an onnx model")
     digest = hashlib.sha256(b"an onnx model").hexdigest()
-    first = Tracker.start("lineage")
+    uri = tracking_uri()  # the test's own store (conftest isolates MLflow)
+    first = Tracker.start("lineage", uri=uri)
     first.set_tags({ONNX_TAG: digest})
-    second = Tracker.start("other experiment")
+    second = Tracker.start("other experiment", uri=uri)
     second.set_tags({ONNX_TAG: digest, GENERATOR_TAG: "0" * 64})
-    Tracker.start("lineage").set_tags({ONNX_TAG: "f" * 64})  # another file's run
+    Tracker.start("lineage", uri=uri).set_tags({ONNX_TAG: "f" * 64})  # another file's run
 
-    found = [r.info.run_id for r in runs_for_file(onnx_file)]
+    found = [r.info.run_id for r in runs_for_file(onnx_file, uri)]
     assert found == [second.run_id, first.run_id]  # newest first, across experiments
 
     assert main(["runs", str(onnx_file)]) == 0

@@ -59,6 +59,16 @@ def test_parameter_counts_match_the_book_architecture():
     ) + 4 * 128 + (2048 + 1)
 
 
+@pytest.mark.parametrize("z_dim", [2, 100, 512])
+def test_the_memory_estimate_counts_the_weights_keras_builds(z_dim):
+    """dcgan.architecture counts the weights without TensorFlow (dcgan.memory's estimate);
+    it must count what dcgan.models builds from the same widths."""
+    from dcgan.architecture import discriminator_weights, generator_weights
+
+    assert generator_weights(z_dim) == build_generator(z_dim).count_params()
+    assert discriminator_weights() == build_discriminator().count_params()
+
+
 @pytest.mark.parametrize("slope", [0.01, 0.2])
 def test_leaky_slope_is_applied_everywhere(slope):
     for model in (build_generator(100, slope), build_discriminator(slope)):

@@ -219,7 +219,7 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     assert training["params"]["train.precision"] == "auto"
     meta = load_session(tmp_path / "models/generator.onnx").get_modelmeta().custom_metadata_map
     assert meta["trained_precision"] == "mixed_bfloat16"
-    (run,) = runs_for_file(tmp_path / "models/generator.onnx")
+    (run,) = runs_for_file(tmp_path / "models/generator.onnx", tracking_uri())
     assert run.data.tags["precision"] == "mixed_bfloat16"
     assert run.data.params["train.precision"] == "auto"
     assert training["precision_measured"]["seconds_per_iteration"] == {

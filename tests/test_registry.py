@@ -194,6 +194,28 @@ def test_promote_without_versions_is_one_line(tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize("command", [["promote", "--name", "m"], ["runs", "FILE"]])
+def test_promote_and_runs_give_up_within_the_retry_budget(tmp_path, monkeypatch, capsys, command):
+    """A store that does not answer costs the retry budget, not MLflow's own minutes of
+    retries: one line naming the store and the budget."""
+    import time
+
+    from dcgan.cli import main
+    from dcgan.pipeline.retry import RETRY_ENV
+
+    from .conftest import free_port
+
+    (tmp_path / "g.onnx").write_bytes(b"a generator")
+    command = [str(tmp_path / "g.onnx") if a == "FILE" else a for a in command]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
+    monkeypatch.setenv(RETRY_ENV, "2")
+    start = time.monotonic()
+    assert main(command) != 0
+    assert time.monotonic() - start < 30
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "did not answer for 2 s" in errors[0], errors
+
+
 def test_promote_without_flags_uses_the_registered_model_param(tmp_path, capsys):
     from dcgan.cli import main
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from dcgan.animation import grid_files, write_gif
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
-from dcgan.pipeline.lineage import GENERATOR_TAG
+from dcgan.pipeline.lineage import GENERATOR_TAG, experiment_of
+from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ def run(
     generator_path: str | os.PathLike[str],
     training_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    store_uri: str | None = None,
 ) -> Path:
     """Write ``out`` from the grids in ``samples``, then log it to the generator's run."""
     grids = grid_files(samples)
@@ -32,16 +34,17 @@ def run(
         GENERATOR_TAG,
         sha256_file(generator_path),
         what="generator",
+        uri=store_uri or tracking_uri(),  # the one resolution of this process
     )
     if tracker is not None:
         tracker.log_artifact(gif)
     return gif
 
 
-def _experiment(training_path: Path) -> str:
+def _experiment(training_path: Path) -> str | None:
     """The MLflow experiment the generator was trained in, from the train stage's record."""
     try:
-        return json.loads(training_path.read_text())["params"]["train.experiment"]
+        return experiment_of(json.loads(training_path.read_text())["params"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DcganError(
             f"{training_path} does not name the training's experiment ({type(exc).__name__}); "

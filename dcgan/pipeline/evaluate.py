@@ -21,7 +21,8 @@ from dcgan.evaluation import keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim
 from dcgan.pipeline import registry
-from dcgan.pipeline.lineage import ONNX_TAG
+from dcgan.pipeline.lineage import ONNX_TAG, experiment_of
+from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
@@ -51,6 +52,7 @@ def run(
     classifier_path: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
     outputs: EvaluateOutputs,
+    store_uri: str | None = None,
 ) -> dict[str, Any]:
     """Write the metrics, class shares, a grid of ONNX samples and the samples by predicted
     digit; fail (after writing them) if ONNX and the Keras generator it was exported from
@@ -98,7 +100,14 @@ def run(
     by_class = save_by_class(onnx_images, probs, outputs.by_class)
 
     onnx_params, onnx_sha256 = json.loads(meta.get("params", "{}")), sha256_file(onnx_path)
-    tracker = _training_run(onnx_params, onnx_sha256, onnx_path)
+    # The newest run of the file's experiment (from its params) tagged with its SHA-256.
+    tracker = Tracker.for_artifact(
+        experiment_of(onnx_params),
+        ONNX_TAG,
+        onnx_sha256,
+        what="ONNX file",
+        uri=store_uri or tracking_uri(),  # the one resolution of this process
+    )
     if tracker is not None:
         tracker.log_params(flat_params("evaluate", cfg))
         tracker.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -125,12 +134,3 @@ def run(
             "(training=False trace, opset) or raise the tolerance"
         )
     return metrics
-
-
-def _training_run(params: dict[str, Any], sha256: str, onnx_path: Path) -> Tracker | None:
-    """The newest run of the file's experiment (from its params) tagged with its SHA-256."""
-    experiment = params.get("train.experiment")
-    if not experiment:
-        log.warning("%s names no MLflow experiment; not logging to MLflow", onnx_path)
-        return None
-    return Tracker.for_artifact(experiment, ONNX_TAG, sha256, what="ONNX file")

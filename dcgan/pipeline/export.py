@@ -18,7 +18,8 @@ from dcgan.errors import DcganError
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, sha256_file
 from dcgan.models import generator_z_dim
-from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG
+from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
+from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 from dcgan.saving import load_model
 
@@ -31,6 +32,7 @@ def run(
     training_path: str | os.PathLike[str],
     onnx_path: str | os.PathLike[str],
     lock: str | os.PathLike[str] | None = None,
+    store_uri: str | None = None,
 ) -> Path:
     """Convert the generator (trained as ``training_path`` says), write the file whole, then log
     the model into the training's MLflow run. The file's metadata carries the generator's
@@ -66,10 +68,11 @@ def run(
     log.info("exported %s (opset %d, %.1f MB)", onnx_path, cfg.opset, size_mb)
 
     tracker = Tracker.for_artifact(
-        training["params"]["train.experiment"],
+        experiment_of(training["params"]),
         GENERATOR_TAG,
         generator_sha256,
         what="generator",
+        uri=store_uri or tracking_uri(),  # the one resolution of this process
     )
     if tracker is not None:
         tracker.log_params(flat_params("export", cfg))

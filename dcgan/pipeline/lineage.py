@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
+from typing import Any
 
 from dcgan.files import sha256_file
-from dcgan.pipeline.store import repo_root, tracking_uri
+from dcgan.pipeline.retry import call_store
+from dcgan.pipeline.store import repo_root
 
 # Content hashes of the artifacts a run produced: the link from a file to its runs.
 GENERATOR_TAG = "dcgan.generator_sha256"  # the generator .keras file
@@ -37,12 +40,19 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
     return _git("rev-parse", "HEAD", cwd=cwd)
 
 
-def find_runs(tag: str, value: str, uri: str | None = None, experiment: str | None = None):
-    """Runs tagged ``tag=value``, newest first, in ``experiment`` or in every experiment."""
+def experiment_of(params: Mapping[str, Any]) -> str | None:
+    """The MLflow experiment a generator was trained in, from the flat params its record
+    carries: training.json's ``params``, or the ONNX file's ``params`` metadata."""
+    return params.get("train.experiment") or None
+
+
+def find_runs(tag: str, value: str, uri: str, experiment: str | None = None):
+    """Runs tagged ``tag=value``, newest first, in ``experiment`` or in every experiment,
+    at the store ``uri`` (one try: callers go through dcgan.pipeline.retry)."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri or tracking_uri())
+    client = MlflowClient(tracking_uri=uri)
     if experiment is not None:
         found = client.get_experiment_by_name(experiment)
         ids = [found.experiment_id] if found is not None else []
@@ -58,13 +68,13 @@ def find_runs(tag: str, value: str, uri: str | None = None, experiment: str | No
     )
 
 
-def runs_for_file(path: str | os.PathLike[str], uri: str | None = None):
-    """The MLflow runs that produced ``path`` (generator.keras or generator.onnx), newest
-    first, found by the file's SHA-256 alone."""
+def runs_for_file(path: str | os.PathLike[str], uri: str):
+    """The MLflow runs at ``uri`` that produced ``path`` (generator.keras or generator.onnx),
+    newest first, found by the file's SHA-256 alone."""
     digest = sha256_file(path)
     runs = {}
     for tag in (ONNX_TAG, GENERATOR_TAG):
-        for run in find_runs(tag, digest, uri=uri):
+        for run in call_store(uri, "finding the file's runs", find_runs, tag, digest, uri):
             runs.setdefault(run.info.run_id, run)
     return sorted(runs.values(), key=lambda r: r.info.start_time, reverse=True)
 

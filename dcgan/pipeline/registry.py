@@ -17,7 +17,7 @@ from typing import Any
 from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import MODEL_URI_TAG
 from dcgan.pipeline.retry import call_store
-from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock, tracking_uri
+from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock
 from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -113,15 +113,17 @@ class Promotion:
         )
 
 
-def promote(name: str, alias: str = CHAMPION, uri: str | None = None) -> Promotion:
+def promote(name: str, alias: str, uri: str) -> Promotion:
     """Point ``alias`` at the version with the lowest FCD among the versions that share the
-    newest version's data and classifier (the newest wins a tie)."""
+    newest version's data and classifier (the newest wins a tie), at the store ``uri``."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = uri or tracking_uri()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    versions = [v for v in client.search_model_versions(f"name = '{name}'") if "fcd" in v.tags]
+    search = call_store(
+        uri, "reading the versions", client.search_model_versions, f"name = '{name}'"
+    )
+    versions = [v for v in search if "fcd" in v.tags]
     if not versions:
         raise DcganError(
             f"no evaluated version of registered model {name!r} at {safe_uri(uri)}; run "
@@ -132,10 +134,16 @@ def promote(name: str, alias: str = CHAMPION, uri: str | None = None) -> Promoti
     peers = [v for v in versions if tuple(v.tags.get(k) for k in SAME_INSTRUMENT) == key]
     best = min(peers, key=lambda v: (float(v.tags["fcd"]), -int(v.version)))
     try:
-        previous = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+        previous = str(
+            call_store(
+                uri, "reading the alias", client.get_model_version_by_alias, name, alias
+            ).version
+        )
+    except MlflowException:  # no such alias yet (a permanent error: not retried)
         previous = None
-    client.set_registered_model_alias(name, alias, best.version)
+    call_store(
+        uri, "moving the alias", client.set_registered_model_alias, name, alias, best.version
+    )
     return Promotion(
         name=name,
         alias=alias,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from dcgan.pipeline import packaging
 from dcgan.pipeline.lineage import find_runs
 from dcgan.pipeline.retry import bounded_requests, call_store, cause, retry_seconds
-from dcgan.pipeline.store import artifact_location, safe_uri, store_lock, tracking_uri
+from dcgan.pipeline.store import artifact_location, safe_uri, store_lock
 from dcgan.pipeline.watcher import Watcher, close_abandoned
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ class Tracker:
         experiment: str,
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
-        uri: str | None = None,
+        *,
+        uri: str,
     ) -> Tracker:
-        """Create a run in ``experiment`` (created on first use)."""
-        uri = uri or tracking_uri()
+        """Create a run in ``experiment`` (created on first use) at the store ``uri``."""
         tracker = cls(uri, "")
         exp_id = tracker._call("creating the experiment", _experiment_id, tracker, experiment)
         run = tracker._call(
@@ -69,12 +69,12 @@ class Tracker:
         return tracker
 
     @classmethod
-    def resume(cls, run_id: str, uri: str | None = None) -> Tracker | None:
+    def resume(cls, run_id: str, uri: str) -> Tracker | None:
         """Re-open a run by id, RUNNING again; None (with a warning) if this store does not
         hold it. A store that does not answer raises :class:`TrackerUnavailable`."""
         from mlflow.exceptions import MlflowException
 
-        tracker = cls(uri or tracking_uri(), run_id)
+        tracker = cls(uri, run_id)
         try:
             run = tracker._call("reading the run", tracker.client.get_run, run_id)
         except MlflowException:
@@ -91,12 +91,15 @@ class Tracker:
 
     @classmethod
     def for_artifact(
-        cls, experiment: str, tag: str, sha256: str, what: str, uri: str | None = None
+        cls, experiment: str | None, tag: str, sha256: str, what: str, uri: str
     ) -> Tracker | None:
         """The newest run of ``experiment`` tagged ``tag=sha256``: the run that made (or, after
-        a rerun with the same params, last made) that file. None, with a warning, if this
-        store has no such run (e.g. the file came from ``dvc pull`` or another store)."""
-        uri = uri or tracking_uri()
+        a rerun with the same params, last made) that file. None, with a warning, if the file
+        names no experiment or this store has no such run (e.g. the file came from ``dvc
+        pull`` or another store)."""
+        if not experiment:
+            log.warning("the %s names no MLflow experiment; not logging this stage to MLflow", what)
+            return None
         runs = call_store(
             uri, "finding the run", find_runs, tag, sha256, uri=uri, experiment=experiment
         )

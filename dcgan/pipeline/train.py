@@ -36,11 +36,9 @@ from dcgan.pipeline.store import check_tracking_store
 from dcgan.pipeline.training_run import TrainingRun
 from dcgan.plots import grid_path, save_grid, save_history_plot
 from dcgan.saving import save_model
-from dcgan.training import GAN, Callback, History, train_loop
+from dcgan.training import GAN, STEP_METRICS, Callback, History, train_loop
 
 log = logging.getLogger(__name__)
-
-FINAL_METRICS = ("d_loss", "d_accuracy", "g_loss")
 
 
 @dataclass(frozen=True)
@@ -284,7 +282,7 @@ def _save_outputs(
         history.column("d_accuracy"),
         outputs.losses,
     )
-    final = {k: history.rows[-1][k] for k in FINAL_METRICS}
+    final = {k: history.rows[-1][k] for k in STEP_METRICS}
     write_json(outputs.metrics, final)
     # What made the models; their own files carry what they are (z_dim: the input shape).
     record: dict[str, Any] = {

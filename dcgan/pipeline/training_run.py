@@ -28,7 +28,7 @@ from dcgan.pipeline.tracking import Tracker
 from dcgan.pipeline.watcher import process_tags
 from dcgan.plots import grid_path
 from dcgan.precision import Choice
-from dcgan.training import Callback, History
+from dcgan.training import STEP_METRICS, Callback, History
 
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
@@ -173,7 +173,7 @@ class TrainingRun:
         """Log the history rows and grids that the checkpoint holds but the run does not (a
         crash or a lost server between the two)."""
         tracker, rows = self.tracker, self.history.rows
-        self.logged |= tracker.metric_steps("d_loss")
+        self.logged |= tracker.metric_steps(STEP_METRICS[0])
         uploaded = tracker.artifact_names("samples") if rows else set()
         for row in rows:
             iteration = int(row["iteration"])
