@@ -17,6 +17,10 @@ checks the rewritten graph against tf2onnx's on a fixed noise batch (with
 :func:`max_abs_difference`) and refuses a result that differs by more than its
 ``REWRITE_TOLERANCE``. The rewrites need numpy and onnx alone; :func:`max_abs_difference`
 runs both graphs with onnxruntime (imported when it is called), never TensorFlow.
+
+Over 300 lines on purpose: the parse of tf2onnx's graph and the rewrite share the layer
+types (``_Dense``, ``_Deconv``) and the phase arithmetic; apart, each would import the
+other's private names.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ def _attrs(node: onnx.NodeProto) -> dict:
 
 def _parse(model: onnx.ModelProto) -> tuple[_Dense, list[_Deconv]]:
     """The generator as a dense layer and a list of transposed convolutions."""
+    # Long on purpose: one walk of tf2onnx's graph that refuses, with a reason, every shape
+    # it does not recognise; split, the refusals would lose the context that explains them.
     graph = model.graph
     consts = {i.name: nh.to_array(i) for i in graph.initializer}
     for node in graph.node:
@@ -229,6 +235,7 @@ def rewrite_generator(model: onnx.ModelProto) -> onnx.ModelProto:
     Raises :class:`UnsupportedGraph` for a graph that is not a Dense -> ConvTranspose chain.
     Inputs, outputs, opset and metadata are kept.
     """
+    # Long on purpose: the rebuilt graph is written top to bottom in the order it runs.
     dense, deconvs = _parse(model)
     h, w, c = dense.hwc
     nodes: list[onnx.NodeProto] = []

@@ -18,7 +18,8 @@ from dcgan.sampling import generate, load_session, z_dim_of
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     """A generator after a few real steps, so BatchNorm statistics are not at their defaults."""
-    from dcgan.training import GAN, train_loop
+    from dcgan.loop import train_loop
+    from dcgan.training import GAN
 
     gan = GAN(tiny_train_cfg, tiny_images)
     train_loop(gan, progress=False)
@@ -163,8 +164,9 @@ def test_evaluate_fails_above_tolerance(trained, tmp_path):
 def test_mixed_bfloat16_generator_exports_as_float32_with_parity(tiny_train_cfg, tiny_images):
     import dataclasses
 
+    from dcgan.loop import train_loop
     from dcgan.sampling import generate as ort_generate
-    from dcgan.training import GAN, train_loop
+    from dcgan.training import GAN
 
     gan = GAN(dataclasses.replace(tiny_train_cfg, precision="mixed_bfloat16"), tiny_images)
     history = train_loop(gan, progress=False)

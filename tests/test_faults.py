@@ -56,10 +56,11 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
 def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_path, monkeypatch):
     """Once params.yaml no longer describes the run, the iterations left would be CPU spent
     on a model that cannot be recorded: the run stops at the next interval."""
+    from dcgan import loop
     from dcgan.pipeline import train
 
     params = write_params(tmp_path / "params.yaml", train={**TINY_TRAIN, "iterations": 6})
-    real_save = train.save_grid
+    real_save = loop.save_grid  # what the SaveGrid callback calls
     saved: list[str] = []
 
     def edit_after_first_grid(images, path, *args, **kwargs):
@@ -67,7 +68,7 @@ def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_p
         real_save(images, path, *args, **kwargs)
         write_params(params, train={**TINY_TRAIN, "iterations": 6, "seed": 8})
 
-    monkeypatch.setattr(train, "save_grid", edit_after_first_grid)
+    monkeypatch.setattr(loop, "save_grid", edit_after_first_grid)
     outputs = train_outputs(tmp_path)
     with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)"):
         train.run(
@@ -178,7 +179,8 @@ def test_fewer_images_than_a_batch_is_refused(tmp_path):
 
 
 def test_a_non_finite_loss_stops_training(tiny_train_cfg, tiny_images, monkeypatch):
-    from dcgan.training import GAN, train_loop
+    from dcgan.loop import train_loop
+    from dcgan.training import GAN
 
     gan = GAN(tiny_train_cfg, tiny_images)
     real_step = gan.train_step
@@ -256,6 +258,25 @@ def test_dcgan_sample_refuses_a_bad_seed_in_one_line(seed, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "argument --seed: expected" in err
+
+
+def test_each_try_sees_mlflow_bounded_and_the_environment_is_put_back(monkeypatch):
+    """Inside a try MLflow retries nothing itself and each request has a timeout; after it,
+    the environment is as it was: a value the user set stays, an unset name stays unset."""
+    import os
+
+    from dcgan.pipeline.retry import call_store
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the user's own
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    seen = call_store(
+        "sqlite:///unused.db",
+        "reading",
+        lambda: {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",)},
+    )
+    assert seen == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
 
 
 def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monkeypatch):

@@ -180,3 +180,31 @@ def test_the_import_graph_has_no_circle():
 def test_the_library_never_imports_upward(name):
     """The library computes; the pipeline, the stack and the CLI call it, never the reverse."""
     assert not {m for m in dcgan_imports(name) if m.startswith(UPPER)}
+
+
+LONG_MODULE, LONG_FUNCTION = 300, 60
+OWN_SIZE = ("stack",)  # the team stack's package keeps its own house (dcgan/stack/)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_a_long_module_or_function_says_why(name):
+    """A module over 300 lines, or a function over 60, usually holds two jobs: split it, or
+    say at its top why not ("Over 300 lines ..." in the module's docstring; a comment on
+    the function's length in its first lines)."""
+    path = MODULES[name]
+    if set(OWN_SIZE) & set(path.relative_to(ROOT / "dcgan").parts):
+        return
+    text = path.read_text()
+    tree = ast.parse(text)
+    if len(text.splitlines()) > LONG_MODULE:
+        assert "Over 300 lines" in (ast.get_docstring(tree) or ""), f"{name}: say why"
+    lines = text.splitlines()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= LONG_FUNCTION:
+            has_doc = ast.get_docstring(node) is not None and len(node.body) > 1
+            start = node.body[1 if has_doc else 0].lineno  # the first line after a docstring
+            head = "\n".join(lines[node.lineno - 1 : start + 3]).lower()
+            assert "# " in head and ("long" in head or "over 60" in head), (
+                f"{name}.{node.name} is {node.end_lineno - node.lineno + 1} lines: split it, "
+                "or say why at its top"
+            )

@@ -129,7 +129,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from dcgan.config import load_all
-from dcgan.training import GAN, train_loop
+from dcgan.training import GAN
+from dcgan.loop import train_loop
 
 base = dataclasses.replace(load_all(sys.argv[1])["train"], iterations=3, batch_size=16,
                            sample_interval=1)

@@ -57,6 +57,8 @@ def run(
     """Write the metrics, class shares, a grid of ONNX samples and the samples by predicted
     digit; fail (after writing them) if ONNX and the Keras generator it was exported from
     differ beyond the tolerance."""
+    # Over 60 lines: the stage's story (sample, compare, score, write, record, register)
+    # read top to bottom, as pipeline/train.run is.
     onnx_path, generator_path = Path(onnx_path), Path(generator_path)
     session = load_session(onnx_path)
     z_dim = z_dim_of(session)

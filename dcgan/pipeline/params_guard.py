@@ -15,7 +15,7 @@ import numpy as np
 
 from dcgan.config import TrainConfig, load_config
 from dcgan.errors import DcganError
-from dcgan.training import Callback
+from dcgan.loop import Callback
 
 
 class ParamsChanged(DcganError):

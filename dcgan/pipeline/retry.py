@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from dcgan.errors import DcganError
-from dcgan.pipeline.store import safe_uri
+from dcgan.pipeline.store import environ, safe_uri
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,8 @@ def bounded_requests(timeout: int) -> Iterator[None]:
         # Tracker.start logs the link without credentials instead.
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
+    with environ(names):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _transient(exc: BaseException) -> bool:

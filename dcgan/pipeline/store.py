@@ -8,7 +8,7 @@ and queued experiments land in one store. ``MLFLOW_TRACKING_URI`` overrides it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -162,6 +162,7 @@ def _probe_server(uri: str, shown: str, fix: str, timeout: float) -> None:
     urllib takes no user:password in the URL (it would look the host up as
     ``user:password@host``), so the credentials go into a header instead, from the URL or
     from MLflow's MLFLOW_TRACKING_USERNAME/PASSWORD (or MLFLOW_TRACKING_TOKEN)."""
+    # Over 60 lines: each way the probe can fail gets its own one-line message and fix.
     import base64
     import urllib.error
     import urllib.request
@@ -240,6 +241,27 @@ def _probe_database(uri: str, scheme: str, shown: str, fix: str, timeout: float)
 
 
 @contextmanager
+def environ(values: Mapping[str, str | None], restore: Iterable[str] = ()) -> Iterator[None]:
+    """Environment variables set for the block (None unsets one); they, and the names in
+    ``restore`` (which the block may set itself), are put back exactly as they were: unset
+    stays unset."""
+    saved = {name: os.environ.get(name) for name in {*values, *restore}}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def mlflow_uris(uri: str, experiment_id: str | None = None) -> Iterator[None]:
     """MLflow's process-wide tracking and registry URIs set to ``uri`` for the block, then put
     back exactly as they were: for the fluent calls that have no client form
@@ -262,19 +284,13 @@ def mlflow_uris(uri: str, experiment_id: str | None = None) -> Iterator[None]:
         "MLFLOW_EXPERIMENT_ID",
         "MLFLOW_EXPERIMENT_NAME",
     )
-    saved_env = {name: os.environ.get(name) for name in names}
+    # The name would win over the id.
+    current = {"MLFLOW_EXPERIMENT_ID": experiment_id, "MLFLOW_EXPERIMENT_NAME": None}
     saved = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    if experiment_id is not None:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
-        os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)  # it would win over the id
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environ(current if experiment_id is not None else {}, restore=names):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved

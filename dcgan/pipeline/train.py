@@ -25,18 +25,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dcgan import checkpoint, environment, memory, precision
 from dcgan.config import TrainConfig, flat_params, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import write_json
+from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
 from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
 from dcgan.pipeline.store import check_tracking_store
 from dcgan.pipeline.training_run import TrainingRun
-from dcgan.plots import grid_path, save_grid, save_history_plot
+from dcgan.plots import save_history_plot
 from dcgan.saving import save_model
-from dcgan.training import GAN, STEP_METRICS, Callback, History, train_loop
+from dcgan.training import GAN, STEP_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +80,16 @@ def run(
     run`` in the same clone), no model is written and the stage fails, so dvc.lock never
     pairs these models with params that did not make them.
     """
-    data = load_prepared(data_dir)
-    memory.check(memory.train(cfg, len(data.x_train)), "train")
-    if len(data.x_train) < cfg.batch_size:  # batches are drawn with replacement: say so
-        raise params_error(
-            f"train.batch_size={cfg.batch_size} is more than the {len(data.x_train)} training "
-            f"images in {data_dir}; lower it, or prepare at least one batch of images"
-        )
+    # Over 60 lines with its docstring: the stage's story in order, as flax's
+    # train_and_evaluate; each step it names is a function below or a module of its own.
+    data = _load_data(cfg, data_dir)
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     env = environment.describe(lock)
     _warn_on_drift(lock, env)
     store_uri = store_uri or check_tracking_store()
 
     _clear(outputs.samples)
-    # "auto" becomes float32 or mixed_bfloat16 here: the faster on this machine, measured.
-    choice = precision.resolve(cfg)
-    gan = GAN(dataclasses.replace(cfg, precision=choice.precision), data.x_train)
-    log.info("training in %s (%s)", choice.precision, choice.reason)
-    # A checkpoint made in one precision must not resume in another (auto may resolve
-    # differently on another machine).
-    identity = _fingerprint(
-        {**params, "train.precision_resolved": gan.precision, **environment.as_tags(env)}, data
-    )
-    resumed = (
-        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, outputs.samples)
-        if checkpoint_dir is not None
-        else None
-    )
+    choice, gan, identity, resumed = _build(cfg, data, params, env, checkpoint_dir, outputs)
     history = History(list(resumed.history) if resumed else [])
     with TrainingRun(
         cfg,
@@ -171,6 +153,45 @@ def run(
 # -- the steps --------------------------------------------------------------------------------
 
 
+def _load_data(cfg: TrainConfig, data_dir: str | os.PathLike[str]) -> Prepared:
+    """The prepared data, once the run is known to fit in memory and in the data."""
+    data = load_prepared(data_dir)
+    memory.check(memory.train(cfg, len(data.x_train)), "train")
+    if len(data.x_train) < cfg.batch_size:  # batches are drawn with replacement: say so
+        raise params_error(
+            f"train.batch_size={cfg.batch_size} is more than the {len(data.x_train)} training "
+            f"images in {data_dir}; lower it, or prepare at least one batch of images"
+        )
+    return data
+
+
+def _build(
+    cfg: TrainConfig,
+    data: Prepared,
+    params: dict[str, Any],
+    env: dict[str, str],
+    checkpoint_dir: str | os.PathLike[str] | None,
+    outputs: TrainOutputs,
+) -> tuple[precision.Choice, GAN, str, checkpoint.Resumed | None]:
+    """The precision, the GAN in it, the run's fingerprint, and the checkpoint resumed (if
+    a crash left one of the same fingerprint)."""
+    # "auto" becomes float32 or mixed_bfloat16 here: the faster on this machine, measured.
+    choice = precision.resolve(cfg)
+    gan = GAN(dataclasses.replace(cfg, precision=choice.precision), data.x_train)
+    log.info("training in %s (%s)", choice.precision, choice.reason)
+    # A checkpoint made in one precision must not resume in another (auto may resolve
+    # differently on another machine).
+    identity = _fingerprint(
+        {**params, "train.precision_resolved": gan.precision, **environment.as_tags(env)}, data
+    )
+    resumed = (
+        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, outputs.samples)
+        if checkpoint_dir is not None
+        else None
+    )
+    return choice, gan, identity, resumed
+
+
 def _checkpoint_now(
     checkpoint_dir: str | os.PathLike[str] | None,
     gan: GAN,
@@ -229,37 +250,6 @@ def _clear(samples_dir: Path) -> None:
     samples_dir.mkdir(parents=True, exist_ok=True)
     for stale in samples_dir.glob("*.png"):
         stale.unlink()
-
-
-class SaveGrid(Callback):
-    """reports/samples/iter_NNNNNN.png: G's images of the fixed noise batch at each interval."""
-
-    def __init__(self, samples_dir: Path) -> None:
-        self.samples_dir = samples_dir
-
-    def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
-        save_grid(grid, grid_path(self.samples_dir, iteration))
-
-
-class SaveCheckpoint(Callback):
-    """checkpoints/train: every variable, the history, the grids so far and the run id."""
-
-    def __init__(
-        self, folder: str | os.PathLike[str], gan: GAN, run_id: str, identity: str, samples: Path
-    ) -> None:
-        self.folder, self.gan, self.run_id = folder, gan, run_id
-        self.identity, self.samples = identity, samples
-
-    def on_checkpoint(self, iteration: int, history: History) -> None:
-        checkpoint.save(
-            self.folder,
-            self.gan.state_variables(),
-            iteration=iteration,
-            history=history.rows,
-            run_id=self.run_id,
-            fingerprint=self.identity,
-            samples_dir=self.samples,
-        )
 
 
 def _save_outputs(

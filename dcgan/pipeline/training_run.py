@@ -21,6 +21,7 @@ from dcgan import checkpoint, environment
 from dcgan.config import TrainConfig
 from dcgan.data import Prepared
 from dcgan.files import sha256_file
+from dcgan.loop import Callback, History
 from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
 from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
 from dcgan.pipeline.retry import TrackerUnavailable
@@ -28,7 +29,7 @@ from dcgan.pipeline.tracking import Tracker
 from dcgan.pipeline.watcher import process_tags
 from dcgan.plots import grid_path
 from dcgan.precision import Choice
-from dcgan.training import STEP_METRICS, Callback, History
+from dcgan.training import STEP_METRICS
 
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
