@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,12 @@ def book_loop(cfg, images: np.ndarray, unused_predict: bool = True):
         idx = rng.integers(0, len(x_train), cfg.batch_size)
         z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim))
         gen = g.predict(z, verbose=0)
-        d.train_on_batch(x_train[idx], real)
-        d.train_on_batch(gen, fake)
+        with warnings.catch_warnings():
+            # Keras warns that the frozen D has nothing to train, but D's train function was
+            # traced trainable and still updates it (bench_training reports that it does).
+            warnings.filterwarnings("ignore", "The model does not have any trainable weights")
+            d.train_on_batch(x_train[idx], real)
+            d.train_on_batch(gen, fake)
         z = rng.normal(0, 1, (cfg.batch_size, cfg.z_dim))
         if unused_predict:
             g.predict(z, verbose=0)
@@ -104,7 +109,15 @@ def step_flops(gan) -> float:
     graph = gan.step_graph()
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
+    # The v1 profiler is the only FLOP counter TensorFlow ships; the deprecation warning it
+    # logs (a TF1 API inside it) is nothing a user of `dcgan bench` can act on.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
+    finally:
+        tf_logger.setLevel(level)
 
 
 def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:

@@ -28,7 +28,8 @@ import yaml
 from dcgan.errors import DcganError
 
 PARAMS_FILE = "params.yaml"
-PRECISIONS = ("float32", "mixed_bfloat16", "auto")  # auto: see dcgan/precision.py
+# mixed_float16 is for GPUs (a loss-scaled step); auto: see dcgan/precision.py
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 STRATEGIES = ("default", "mirrored")
 D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/training.py
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
@@ -102,7 +103,7 @@ class TrainConfig:
     d_fakes: str  # D's fake batch from G in inference mode (predict, the book) or training mode
     label_smoothing: float  # one-sided: D's real label is 1 - this (the book: 0)
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
-    precision: str  # float32 (the book) | mixed_bfloat16 | auto (the faster here, measured)
+    precision: str  # float32 (the book) | mixed_bfloat16 | mixed_float16 | auto (measured)
     strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
     devices: str  # mirrored only: e.g. "GPU:0,GPU:1"; empty = every visible GPU
     experiment: str  # MLflow experiment name
@@ -365,7 +366,22 @@ def load_config(stage: str, path: str | os.PathLike[str] = PARAMS_FILE) -> Any:
     if stage not in params:
         raise DcganError(f"{path}: missing block {stage}:; add it to {path}")
     with params_file(path):
-        return config_from_dict(STAGES[stage], params[stage], stage)
+        cfg = config_from_dict(STAGES[stage], params[stage], stage)
+        if isinstance(cfg, TrainConfig):
+            _check_schedule(cfg)
+        return cfg
+
+
+def _check_schedule(cfg: TrainConfig) -> None:
+    """A params file's slip rather than a config that cannot run (the loop also records at the
+    last iteration): a sample interval past the end gives one grid, one loss row, no curve."""
+    _check(
+        cfg.sample_interval <= cfg.iterations,
+        "train.sample_interval",
+        f"must be at most train.iterations ({cfg.iterations}), or the run records one grid and "
+        "one loss row",
+        cfg.sample_interval,
+    )
 
 
 def load_all(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dcgan.errors import DcganError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
@@ -86,6 +88,18 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as pretty JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str], stage: str) -> Any:
+    """Read a JSON file that ``stage`` writes, with a one-line error naming the stage to run
+    when it is missing or broken."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DcganError(f"{path} not found; run `dvc repro {stage}` first") from None
+    except json.JSONDecodeError as exc:
+        raise DcganError(f"{path} is not valid JSON ({exc}); run `dvc repro -f {stage}`") from None
 
 
 # Zip entries carry a modification time; a fixed one (the earliest zip can store) makes an

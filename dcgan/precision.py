@@ -1,4 +1,5 @@
-"""``train.precision: auto``: the faster of float32 and mixed_bfloat16, measured on this machine.
+"""``train.precision: auto``: the faster of float32 and mixed_bfloat16, measured on this machine;
+on a GPU the fastest of float32, mixed_float16 and mixed_bfloat16, each with and without XLA.
 
 Why a measurement: the instruction set does not predict the ratio. On an Intel Xeon whose
 oneDNN reports AMX, the bfloat16 step ran 1.6x the float32 one (docs/performance.md); on one
@@ -43,15 +44,18 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 BFLOAT16 = "mixed_bfloat16"
+FLOAT16 = "mixed_float16"
 FLOAT32 = "float32"
-MEASURED = (FLOAT32, BFLOAT16)
+MEASURED = (FLOAT32, BFLOAT16)  # on a CPU: float16 is emulated there, and XLA not asked for
+XLA = "+xla"  # a recipe's suffix: the step compiled by XLA (jit_compile)
+CPU = "cpu"  # dcgan.devices' record of a machine without a GPU
 CACHE_ENV = "DCGAN_CACHE_DIR"
 WARMUP, STEPS = 1, 5  # the first call traces; the median of five is steady on a busy box
 TIMEOUT_S = 600
 HOPELESS = 2.0  # a timed step this many times the fastest precision's ends its timing
 
 
-Timer = Callable[["TrainConfig"], Mapping[str, float]]
+Timer = Callable[["TrainConfig", tuple[str, ...]], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,28 @@ class Choice:
     reason: str
     seconds: dict[str, float] = field(default_factory=dict)
     on: str = ""  # auto: what the figures hold for (machine_key), the cache's key
+    jit_compile: bool = False  # auto on a GPU: XLA measured faster
 
     @property
     def measured(self) -> bool:
         return bool(self.seconds)
+
+
+def candidates(device: str = CPU, strategy: str = "default") -> tuple[str, ...]:
+    """The recipes ``auto`` times, the book's first (a tie keeps it). On a CPU float32 and
+    mixed_bfloat16, as always; on a GPU also mixed_float16, and each with XLA on one device
+    (the mirrored step is not compiled by XLA)."""
+    if device == CPU:
+        return MEASURED
+    precisions = (FLOAT32, FLOAT16, BFLOAT16)
+    if strategy != "default":
+        return precisions
+    return tuple(r for p in precisions for r in (p, p + XLA))
+
+
+def split(recipe: str) -> tuple[str, bool]:
+    """``"mixed_float16+xla"`` -> ``("mixed_float16", True)``."""
+    return recipe.removesuffix(XLA), recipe.endswith(XLA)
 
 
 def machine_key(cfg: TrainConfig, machine: str | None = None) -> str:
@@ -88,9 +110,9 @@ def _read_cache(path: Path) -> dict[str, dict[str, float]]:
     return cache if isinstance(cache, dict) else {}
 
 
-def _valid(seconds: object) -> bool:
+def _valid(seconds: object, recipes: tuple[str, ...] = MEASURED) -> bool:
     return isinstance(seconds, dict) and all(
-        isinstance(seconds.get(p), (int, float)) and seconds[p] > 0 for p in MEASURED
+        isinstance(seconds.get(p), (int, float)) and seconds[p] > 0 for p in recipes
     )
 
 
@@ -104,10 +126,16 @@ def _write_cache(path: Path, key: str, seconds: Mapping[str, float]) -> None:
         log.warning("could not cache the precision measurement in %s: %s", path, exc)
 
 
-def measure(cfg: TrainConfig) -> dict[str, float]:
+def measure(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[str, float]:
     """Median seconds per compiled training iteration of ``cfg``'s model and batch in each
-    precision, on one device, timed in a child process."""
-    command = [sys.executable, "-m", "dcgan.precision", json.dumps(asdict(cfg))]
+    recipe (a precision, ``+xla`` for XLA), on one device, timed in a child process."""
+    command = [
+        sys.executable,
+        "-m",
+        "dcgan.precision",
+        json.dumps(asdict(cfg)),
+        *([json.dumps(list(recipes))] if recipes != MEASURED else []),
+    ]
     package_root = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -122,25 +150,28 @@ def measure(cfg: TrainConfig) -> dict[str, float]:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise DcganError(f"the precision measurement failed (exit {done.returncode}: {last})")
     seconds = json.loads(lines[-1])
-    if not _valid(seconds):
+    if not _valid(seconds, recipes):
         raise DcganError(f"the precision measurement printed {lines[-1]!r}")
-    return {p: float(seconds[p]) for p in MEASURED}
+    return {p: float(seconds[p]) for p in recipes}
 
 
-def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
-    """The precision to train in. ``auto``: the faster measured precision, from the cache or
-    from ``timer`` (default :func:`measure`); anything else stays as params.yaml says."""
+def resolve(cfg: TrainConfig, timer: Timer | None = None, device: str = CPU) -> Choice:
+    """The precision to train in. ``auto``: the fastest measured recipe (:func:`candidates`
+    for ``device``, dcgan.devices' record), from the cache or from ``timer`` (default
+    :func:`measure`); anything else stays as params.yaml says, without XLA."""
     if cfg.precision != AUTO:
         return Choice(cfg.precision, "set in params.yaml")
-    machine = machine_name()
+    recipes = candidates(device, cfg.strategy)
+    # A GPU's figures hold for that GPU: its model joins the key (a CPU's key is as it was).
+    machine = machine_name() if device == CPU else f"{machine_name()} | {device}"
     key, path = machine_key(cfg, machine), cache_path()
     seconds = _read_cache(path).get(key)
     source = f"cached in {path}"
-    if not _valid(seconds):
-        log.info("train.precision auto: timing %d iterations in each precision", STEPS)
+    if not _valid(seconds, recipes):
+        log.info("train.precision auto: timing %d iterations in each of %s", STEPS, recipes)
         try:
-            seconds = dict((timer or measure)(cfg))
-            if not _valid(seconds):
+            seconds = dict((timer or measure)(cfg, recipes))
+            if not _valid(seconds, recipes):
                 raise DcganError(f"the timer returned {seconds!r}")
         except DcganError as exc:
             log.warning("train.precision auto: %s; training in float32", exc)
@@ -148,19 +179,34 @@ def resolve(cfg: TrainConfig, timer: Timer | None = None) -> Choice:
         _write_cache(path, key, seconds)
         source = f"measured now, cached in {path}"
     assert seconds is not None
-    fastest = min(MEASURED, key=lambda p: seconds[p])  # a tie keeps float32 (listed first)
-    ratio = seconds[FLOAT32] / seconds[BFLOAT16]
-    reason = (
-        f"auto: {seconds[FLOAT32]:.3f} s/iteration in float32, "
-        f"{seconds[BFLOAT16]:.3f} in mixed_bfloat16 (bfloat16 {ratio:.2f}x float32's speed) "
+    fastest = min(recipes, key=lambda r: seconds[r])  # a tie keeps float32 (listed first)
+    measured = {r: float(seconds[r]) for r in recipes}
+    precision_name, jit_compile = split(fastest)
+    return Choice(
+        precision_name, _reason(measured, fastest, machine, source), measured, key, jit_compile
+    )
+
+
+def _reason(seconds: dict[str, float], fastest: str, machine: str, source: str) -> str:
+    """One line: the figures, the winner, where they were taken and kept."""
+    if tuple(seconds) == MEASURED:  # a CPU: the line the runs have always carried
+        ratio = seconds[FLOAT32] / seconds[BFLOAT16]
+        return (
+            f"auto: {seconds[FLOAT32]:.3f} s/iteration in float32, "
+            f"{seconds[BFLOAT16]:.3f} in mixed_bfloat16 (bfloat16 {ratio:.2f}x float32's speed) "
+            f"on {machine}; {source}"
+        )
+    figures = ", ".join(f"{s:.4f} in {r}" for r, s in seconds.items())
+    speed = seconds[FLOAT32] / seconds[fastest]
+    return (
+        f"auto: s/iteration {figures}; {fastest} is {speed:.2f}x float32's speed "
         f"on {machine}; {source}"
     )
-    return Choice(fastest, reason, {p: float(seconds[p]) for p in MEASURED}, on=key)
 
 
-def _time_steps(cfg: TrainConfig) -> dict[str, float]:
-    """In the child: build the GAN in each precision on random images on one device, and
-    time its steps."""
+def _time_steps(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[str, float]:
+    """In the child: build the GAN in each recipe on random images on one device, and time
+    its steps."""
     import numpy as np
 
     from dcgan.training import GAN
@@ -168,8 +214,10 @@ def _time_steps(cfg: TrainConfig) -> dict[str, float]:
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (max(cfg.batch_size, 256), 28, 28, 1)).astype(np.float32)
     seconds: dict[str, float] = {}
-    for name in MEASURED:
-        gan = GAN(replace(cfg, precision=name, strategy="default", devices=""), images)
+    for name in recipes:
+        precision_name, jit_compile = split(name)
+        one_device = replace(cfg, precision=precision_name, strategy="default", devices="")
+        gan = GAN(one_device, images, jit_compile=jit_compile)
         # Emulated bfloat16 can run 10x slower: one step that far behind cannot win.
         hopeless = HOPELESS * min(seconds.values()) if seconds else math.inf
         seconds[name] = median_seconds(
@@ -182,11 +230,13 @@ def _time_steps(cfg: TrainConfig) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The child: argv[0] is the train block as JSON; prints the seconds as JSON."""
+    """The child: argv[0] is the train block as JSON, argv[1] (optional) the recipes as a
+    JSON list; prints the seconds as JSON."""
     from dcgan.config import TrainConfig
 
-    train = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    print(json.dumps(_time_steps(TrainConfig(**train))))
+    args = argv if argv is not None else sys.argv[1:]
+    recipes = tuple(json.loads(args[1])) if len(args) > 1 else MEASURED
+    print(json.dumps(_time_steps(TrainConfig(**json.loads(args[0])), recipes)))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
 class GAN:
     """G, D, their optimizers, the training images on the device and one seeded RNG."""
 
-    def __init__(self, cfg: TrainConfig, images: np.ndarray) -> None:
+    def __init__(self, cfg: TrainConfig, images: np.ndarray, jit_compile: bool = False) -> None:
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
         if cfg.precision == "auto":  # the train stage times it (dcgan.precision.resolve)
@@ -98,14 +98,31 @@ class GAN:
             self.generator, self.discriminator = build_models(
                 cfg.z_dim, cfg.leaky_slope, self.precision, synchronized_bn=self.replicas > 1
             )
-            self.g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2)
-            self.d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2)
+            self.g_optimizer = self._adam(cfg.g_learning_rate)
+            self.d_optimizer = self._adam(cfg.d_learning_rate)
             # Build optimizer slots now: variables cannot be created inside the compiled step.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
         self.images = tf.constant(images, dtype=tf.float32)  # (N, 28, 28, 1), stays on device
         self.rng = tf.random.Generator.from_seed(cfg.seed)
-        self._compiled_step = tf.function(self._step, reduce_retracing=True)
+        if jit_compile and cfg.strategy != "default":  # as dcgan.precision.candidates
+            raise ValueError("XLA (jit_compile) is used with the default strategy only")
+        self.jit_compile = jit_compile
+        # XLA only where train.precision: auto measured it faster (on a GPU); None is
+        # tf.function's own default, so the CPU step is the graph it always was.
+        self._compiled_step = tf.function(
+            self._step, reduce_retracing=True, jit_compile=True if jit_compile else None
+        )
+
+    def _adam(self, learning_rate: float) -> keras.optimizers.Optimizer:
+        """Adam as the book has it; under mixed_float16 inside a dynamic loss scale: float16's
+        range flushes small gradients to zero, so the loss is scaled up, the gradients back
+        down, and a step whose gradients overflowed is skipped (bfloat16 has float32's range
+        and needs none of it)."""
+        adam = keras.optimizers.Adam(learning_rate, self.cfg.beta_1, self.cfg.beta_2)
+        if self.precision == "mixed_float16":
+            return keras.optimizers.LossScaleOptimizer(adam)
+        return adam
 
     # -- the maths -------------------------------------------------------------------------
 
@@ -117,7 +134,8 @@ class GAN:
             pred = tf.cast(train_forward(d, images), tf.float32)  # (B, 1)
             loss = bce(labels, pred)  # mean over this replica's share
             # Keras sums gradients over replicas: scale so the sum is the global-batch mean.
-            scaled = loss / self.replicas
+            # scale_loss: the loss scale under mixed_float16, the loss itself otherwise.
+            scaled = self.d_optimizer.scale_loss(loss / self.replicas)
         grads = tape.gradient(scaled, d.trainable_variables)
         self.d_optimizer.apply_gradients(zip(grads, d.trainable_variables, strict=True))
         accuracy = tf.reduce_mean(tf.cast(tf.equal(pred > 0.5, labels > 0.5), tf.float32))
@@ -132,7 +150,7 @@ class GAN:
             # D is frozen: its BatchNorm normalises with batch statistics, but keeps its own.
             pred = train_forward(d, fake, update_statistics=False)
             loss = bce(labels, tf.cast(pred, tf.float32))
-            scaled = loss / self.replicas
+            scaled = self.g_optimizer.scale_loss(loss / self.replicas)
         grads = tape.gradient(scaled, g.trainable_variables)
         self.g_optimizer.apply_gradients(zip(grads, g.trainable_variables, strict=True))
         return loss

@@ -6,7 +6,7 @@ import sys
 
 from dcgan.config import load_config
 from dcgan.errors import run_main
-from dcgan.files import remove_leftovers
+from dcgan.files import read_json, remove_leftovers
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     remove_leftovers(*vars(args).values())  # of a run killed mid-write
     cfg = load_config("export", args.params)
+    read_json(args.training, "train")  # a missing or broken record fails before TensorFlow loads
 
     from dcgan.pipeline import export
 

@@ -125,6 +125,22 @@ def stage_command(stage: str, root: Path, **replace: str | Path) -> list[str]:
     return [sys.executable, str(script), *(w for pair in flags for w in pair)]
 
 
+def run_without_tensorflow(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """A stage's command (``[python, script, args...]``) with every import of TensorFlow made
+    to fail: what the stage refuses before TensorFlow loads, it refuses here in one line."""
+    guard = (
+        "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.run(
+        [command[0], "-c", guard, *command[1:]],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
 def write_params(path: Path, **overrides: dict) -> Path:
     """Write a params.yaml: the repository's, with ``{block: {key: value}}`` overrides."""
     import yaml

@@ -11,7 +11,7 @@ import pytest
 from dcgan.config import PrepareConfig
 from dcgan.errors import DcganError, run_main
 
-from .conftest import ROOT, evaluate_outputs, stage_command
+from .conftest import ROOT, evaluate_outputs, run_without_tensorflow, stage_command
 
 
 def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
@@ -39,6 +39,33 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     assert code == 2 and len(err) == 1
     assert "No space left on device" in err[0] and "free space" in err[0]
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "not found; run `dvc repro train` first"),
+        (
+            "{",
+            "is not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+            "column 2 (char 1)); run `dvc repro -f train`",
+        ),
+    ],
+    ids=["missing", "broken"],
+)
+def test_export_refuses_a_missing_or_broken_training_record_before_tensorflow(
+    tmp_path, content, problem
+):
+    record = tmp_path / "models" / "training.json"
+    if content is not None:
+        record.parent.mkdir()
+        record.write_text(content)
+    before = sorted(tmp_path.rglob("*"))
+    command = stage_command("export", tmp_path, params=ROOT / "params.yaml", training=record)
+    proc = run_without_tensorflow(command, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {record} {problem}"]
+    assert sorted(tmp_path.rglob("*")) == before  # no ONNX file, no temporary one
 
 
 @pytest.mark.slow  # starts a TensorFlow process per stage

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dcgan.config import STAGES, TrainConfig, config_from_dict, load_all, load_config
 from dcgan.errors import DcganError
 
-from .conftest import ROOT, stage_command, write_params
+from .conftest import ROOT, run_without_tensorflow, stage_command, write_params
 
 
 def test_repository_params_load(repo_params):
@@ -108,6 +108,11 @@ def test_missing_key(tmp_path):
     [
         ({"iterations": 0}, "train.iterations must be a positive integer, got 0; fix it in {file}"),
         ({"iterations": "ten"}, "train.iterations must be int, got 'ten' (str); fix it in {file}"),
+        (
+            {"iterations": 100, "sample_interval": 200},
+            "train.sample_interval must be at most train.iterations (100), or the run records "
+            "one grid and one loss row, got 200; fix it in {file}",
+        ),
     ],
 )
 def test_errors_name_the_params_file_that_was_passed(tmp_path, train, problem):
@@ -160,6 +165,19 @@ def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
     assert lines == [
         f"error: {path}: unknown key {stage}.bogus; known keys are "
         + ", ".join(f.name for f in __import__("dataclasses").fields(STAGES[stage]))
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
+
+
+def test_train_refuses_a_sample_interval_past_the_end_before_tensorflow(tmp_path):
+    """`dvc exp run -S train.iterations=100` with the default sample_interval (200): one line
+    from the stage, exit 2, nothing written, and TensorFlow never imported."""
+    path = write_params(tmp_path / "params.yaml", train={"iterations": 100})
+    proc = run_without_tensorflow(stage_command("train", tmp_path, params=path), tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path}: train.sample_interval must be at most train.iterations (100), or the "
+        f"run records one grid and one loss row, got 200; fix it in {path}"
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 

@@ -127,6 +127,37 @@ def test_run_refuses_an_unsupported_python_in_one_line(tmp_path, version):
     assert not (checkout / ".venv").exists()  # nothing half-made
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_run_help_prints_the_usage_and_exits_0_before_any_set_up(tmp_path, flag):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy2(ROOT / "run", checkout / "run")  # no lock, no Python picked: help needs none
+    proc = subprocess.run([str(checkout / "run"), flag], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: ./run COMMAND")
+    for command in ("pipeline", "test", "shell", "stack"):
+        assert f"\n  {command} " in proc.stdout
+    assert [p.name for p in checkout.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [(["tset"], "error: unknown command 'tset'"), ([], "usage: ./run COMMAND")],
+)
+def test_run_without_a_known_command_exits_2_with_the_usage_or_one_line(tmp_path, args, first_line):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy2(ROOT / "run", checkout / "run")
+    proc = subprocess.run(
+        [str(checkout / "run"), *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(first_line)
+    if args:
+        assert proc.stderr.count("\n") == 1 and "./run --help" in proc.stderr
+    assert [p.name for p in checkout.iterdir()] == ["run"]
+
+
 def test_requires_python_is_what_the_lock_supports():
     import tomllib
 
@@ -156,3 +187,33 @@ def test_the_environment_starts_from_bytecode():
     assert len(installed) > 1000  # TensorFlow's and Keras's modules among them
     missing = [f for f in installed if not Path(importlib.util.cache_from_source(f)).exists()]
     assert missing == [], f"{len(missing)} modules without bytecode, e.g. {missing[:3]}"
+
+
+def _exported(*extras: str) -> str:
+    """The requirements `uv sync --frozen` installs for these extras, from uv.lock alone."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed (./run installs it)")
+    flags = [f for extra in extras for f in ("--extra", extra)]
+    done = subprocess.run(
+        [uv, "export", "--frozen", "--offline", "--no-hashes", "--no-emit-project", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+    )
+    return done.stdout
+
+
+def test_the_gpu_extra_is_locked_for_linux_x86_64_and_the_test_set_never_installs_it():
+    test = _exported("test")
+    assert "nvidia-" not in test  # ./run test on a CPU-only machine: no CUDA wheels
+    gpu = [line for line in _exported("gpu").splitlines() if line.startswith("nvidia-")]
+    names = {line.split("==")[0] for line in gpu}
+    assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"} <= names
+    # Linux x86_64 only: a Mac or an aarch64 box asking for the extra installs no CUDA wheel.
+    assert all("platform_machine == 'x86_64'" in r and "sys_platform == 'linux'" in r for r in gpu)
+    # The CUDA wheels are tensorflow[and-cuda]'s at the one locked TensorFlow.
+    locked = environment.locked_versions(LOCK)
+    assert f"tensorflow=={locked['tensorflow']}" in _exported("gpu")

@@ -129,16 +129,18 @@ def test_mlflow_store_holds_the_run(repo, tmp_path):
 
 
 def test_the_environment_is_on_the_record(repo):
-    """training.json, the MLflow run, the ONNX file and `dcgan runs` name the lock's SHA-256
-    and the key packages' versions; dvc.lock names the lock behind every stage."""
+    """training.json, the MLflow run, the ONNX file and `dcgan runs` name the lock's SHA-256,
+    the key packages' versions and the device that trained (cpu here); dvc.lock names the lock
+    behind every stage."""
     repo, env = repo
     import onnx
     from mlflow.tracking import MlflowClient
 
-    from dcgan import environment
+    from dcgan import devices, environment
 
     lock = repo / "uv.lock"
-    expected = environment.describe(lock)
+    expected = {**environment.describe(lock), **devices.describe()}
+    assert devices.of_record(expected) == {"device": "cpu"}  # the machines this suite runs on
     assert expected["uv_lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
     training = json.loads((repo / "models/training.json").read_text())
     assert training["environment"] == expected

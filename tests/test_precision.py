@@ -25,7 +25,8 @@ class FakeTimer:
         self.seconds = {"float32": float32, "mixed_bfloat16": bfloat16}
         self.calls = 0
 
-    def __call__(self, cfg):
+    def __call__(self, cfg, recipes=precision.MEASURED):
+        assert tuple(recipes) == tuple(self.seconds)  # a CPU times these two, as ever
         self.calls += 1
         return dict(self.seconds)
 
@@ -99,7 +100,7 @@ def test_a_damaged_cache_or_a_failed_measurement_falls_back_to_float32(tiny_trai
 
     precision.cache_path().unlink()
 
-    def broken(cfg):
+    def broken(cfg, recipes):
         raise DcganError("the precision measurement failed (exit 1: MemoryError)")
 
     choice = precision.resolve(cfg, broken)
@@ -131,6 +132,104 @@ def test_the_child_times_the_real_steps(tiny_train_cfg):
     seconds = precision.measure(tiny_train_cfg)
     assert set(seconds) == {"float32", "mixed_bfloat16"}
     assert all(0 < s < 60 for s in seconds.values()), seconds
+
+
+def test_the_child_times_xla_and_float16_recipes_when_asked(tiny_train_cfg):
+    """A GPU's recipes, timed on this CPU: the child builds the GAN under a loss scale and
+    with XLA, and reports each recipe it was given."""
+    recipes = ("float32+xla", "mixed_float16")
+    seconds = precision.measure(tiny_train_cfg, recipes)
+    assert set(seconds) == set(recipes)
+    assert all(0 < s < 120 for s in seconds.values()), seconds
+
+
+class GpuTimer:
+    """Figures for a GPU's six recipes: mixed_float16 with XLA fastest."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ...]] = []
+
+    def __call__(self, cfg, recipes):
+        self.asked.append(tuple(recipes))
+        fast = {"mixed_float16+xla": 0.004, "mixed_float16": 0.006, "float32+xla": 0.009}
+        return {r: fast.get(r, 0.012) for r in recipes}
+
+
+def test_on_a_gpu_auto_also_times_float16_and_xla_and_keys_its_cache_by_the_gpu(tiny_train_cfg):
+    cfg, gpu = auto(tiny_train_cfg), "NVIDIA A100-SXM4-40GB"
+    assert precision.candidates() == ("float32", "mixed_bfloat16")  # a CPU, as ever
+    assert precision.candidates(gpu) == (
+        "float32", "float32+xla", "mixed_float16", "mixed_float16+xla",
+        "mixed_bfloat16", "mixed_bfloat16+xla",
+    )  # fmt: skip
+    # Mirrored runs over several devices: its step is not compiled by XLA.
+    assert precision.candidates(gpu, "mirrored") == ("float32", "mixed_float16", "mixed_bfloat16")
+    timer = GpuTimer()
+    choice = precision.resolve(cfg, timer, device=gpu)
+    assert (choice.precision, choice.jit_compile) == ("mixed_float16", True)
+    assert timer.asked == [precision.candidates(gpu)]
+    assert choice.on == precision.machine_key(cfg, f"{timing.machine_name()} | {gpu}")
+    assert "mixed_float16+xla is 3.00x float32's speed" in choice.reason
+    # The GPU's figures are cached under its own key; this CPU's are measured apart.
+    assert precision.resolve(cfg, GpuTimer(), device=gpu).jit_compile
+    on_cpu = precision.resolve(cfg, FakeTimer(0.5, 0.9))
+    assert (on_cpu.precision, on_cpu.jit_compile) == ("float32", False)
+    assert len(json.loads(precision.cache_path().read_text())) == 2
+    # Set in params.yaml: as written, never XLA.
+    explicit = precision.resolve(dataclasses.replace(cfg, precision="mixed_float16"), device=gpu)
+    assert (explicit.precision, explicit.jit_compile) == ("mixed_float16", False)
+
+
+def test_a_float16_gan_trains_under_a_dynamic_loss_scale(tiny_train_cfg, tiny_images):
+    import keras
+
+    cfg = dataclasses.replace(tiny_train_cfg, precision="mixed_float16")
+    gan = GAN(cfg, tiny_images)
+    assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert gan.generator.layers[0].compute_dtype == "float16"
+    assert all(v.dtype == "float32" for v in gan.generator.weights)  # variables stay float32
+    before = [w.numpy().copy() for w in gan.generator.trainable_weights]
+    for _ in range(3):
+        losses = {k: float(v) for k, v in gan.train_step().items()}
+        assert all(np.isfinite(v) for v in losses.values()), losses
+    after = gan.generator.trainable_weights
+    moved = [not np.array_equal(b, w.numpy()) for b, w in zip(before, after, strict=True)]
+    assert any(moved)
+    # The loss scale is state a checkpoint must carry, or a resumed run would rescale.
+    assert any("scale" in name for name in gan.state_variables())
+    # It exports as float32 maths, as mixed_bfloat16 does, and ONNX computes what Keras does.
+    import onnxruntime as ort
+
+    from dcgan.evaluation import keras_generate
+    from dcgan.export import generator_to_onnx
+
+    z = np.random.default_rng(1).standard_normal((16, cfg.z_dim)).astype(np.float32)
+    model = generator_to_onnx(gan.generator, 17)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run(None, {"z": z})
+    assert onnx_images.dtype == np.float32
+    assert np.abs(onnx_images - keras_generate(gan.generator, z)).max() < 1e-4
+
+
+def test_an_xla_step_trains_the_same_bits_twice(tiny_train_cfg, tiny_images):
+    def trained() -> list[np.ndarray]:
+        gan = GAN(tiny_train_cfg, tiny_images, jit_compile=True)
+        for _ in range(3):
+            gan.train_step()
+        assert gan.trace_count == 1
+        # The step TensorFlow runs is marked for XLA (the default step is not: see below).
+        compiled = gan._compiled_step.get_concrete_function().function_def
+        assert compiled.attr["_XlaMustCompile"].b is True
+        return [w.numpy() for w in gan.generator.weights + gan.discriminator.weights]
+
+    first, second = trained(), trained()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    plain = GAN(tiny_train_cfg, tiny_images)._compiled_step.get_concrete_function()
+    assert plain.function_def.attr["_XlaMustCompile"].b is False
+    mirrored = dataclasses.replace(tiny_train_cfg, strategy="mirrored", devices="CPU:0")
+    with pytest.raises(ValueError, match="default strategy only"):
+        GAN(mirrored, tiny_images, jit_compile=True)
 
 
 def test_the_probe_reads_this_machines_onednn():
@@ -231,3 +330,45 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     assert run.data.metrics["auto_mixed_bfloat16_s_per_iteration"] == 0.3
     assert "0.500 s/iteration in float32" in run.data.tags["precision_reason"]
     assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
+    monkeypatch, tmp_path, repo_params, caplog
+):
+    """The train stage's GPU wiring, run on this CPU: the device record (stood in for: no GPU
+    here) reaches auto, the winning recipe (float16 with XLA) reaches the GAN, and
+    training.json, the MLflow run and the ONNX file say what trained the model."""
+    import logging
+
+    from dcgan import devices
+    from dcgan.pipeline import export, prepare, train
+    from dcgan.pipeline.lineage import runs_for_file
+    from dcgan.pipeline.store import tracking_uri
+    from dcgan.sampling import load_session
+
+    gpu = devices.record(["NVIDIA A100-SXM4-40GB"], "550.54.15", "12.5.1", "9")
+    monkeypatch.setattr(devices, "describe", lambda strategy="default", listed="": dict(gpu))
+    monkeypatch.setattr(precision, "measure", GpuTimer())
+    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), tmp_path / "data")
+    cfg = dataclasses.replace(
+        repo_params["train"], precision="auto", iterations=2, batch_size=8, sample_interval=1
+    )
+    with caplog.at_level(logging.INFO, logger="dcgan.pipeline.train"):
+        train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+    assert "training in mixed_float16 with XLA" in caplog.text
+    paths = stage_paths("export", tmp_path)
+    export.run(repo_params["export"], paths["generator"], paths["training"], paths["out"])
+
+    training = json.loads((tmp_path / "models/training.json").read_text())
+    assert (training["precision"], training["jit_compile"]) == ("mixed_float16", True)
+    assert devices.of_record(training["environment"]) == gpu
+    assert len(training["precision_measured"]["seconds_per_iteration"]) == 6
+    assert "| NVIDIA A100-SXM4-40GB" in training["precision_measured"]["on"]
+    meta = load_session(tmp_path / "models/generator.onnx").get_modelmeta().custom_metadata_map
+    assert meta["trained_precision"] == "mixed_float16"
+    assert {k: meta[f"env.{k}"] for k in gpu} == gpu  # the training's device, not export's
+    (run,) = runs_for_file(tmp_path / "models/generator.onnx", tracking_uri())
+    assert run.data.tags["precision"] == "mixed_float16"
+    assert run.data.tags["jit_compile"] == "true"
+    assert run.data.tags["env.device"] == "NVIDIA A100-SXM4-40GB"
+    assert run.data.metrics["auto_mixed_float16_xla_s_per_iteration"] == 0.004

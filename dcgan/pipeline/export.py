@@ -7,16 +7,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import onnx
 
-from dcgan import environment
+from dcgan import devices, environment
 from dcgan.config import ExportConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
-from dcgan.errors import DcganError
 from dcgan.export import generator_to_onnx
-from dcgan.files import atomic_path, sha256_file
+from dcgan.files import atomic_path, read_json, sha256_file
 from dcgan.models import generator_z_dim
 from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
 from dcgan.pipeline.store import tracking_uri
@@ -38,9 +36,11 @@ def run(
     the model into the training's MLflow run. The file's metadata carries the generator's
     SHA-256 and ``env.*``: ``lock``'s SHA-256 and the key packages' versions."""
     generator_path, onnx_path = Path(generator_path), Path(onnx_path)
-    training = read_training(Path(training_path))
-    env = environment.describe(lock)
+    training = read_json(training_path, "train")
     trained_in = training.get("environment", {})
+    # The conversion runs on the CPU whatever trained the weights: the record keeps the device
+    # that trained them.
+    env = {**environment.describe(lock), **devices.of_record(trained_in)}
     if trained_in and trained_in != env:
         log.warning(
             "exporting in another environment than training's (%s; trained with %s)",
@@ -80,16 +80,6 @@ def run(
         tracker.set_tags({ONNX_TAG: sha256_file(onnx_path)})
         _log_onnx_model(tracker, model, generator_z_dim(generator))
     return onnx_path
-
-
-def read_training(path: Path) -> dict[str, Any]:
-    """The train stage's JSON record: the params, data and environment of the generator."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DcganError(f"{path} not found; run `dvc repro train` first") from None
-    except json.JSONDecodeError as exc:
-        raise DcganError(f"{path} is not valid JSON ({exc}); run `dvc repro -f train`") from None
 
 
 def _log_onnx_model(tracker: Tracker, model: onnx.ModelProto, z_dim: int) -> None:

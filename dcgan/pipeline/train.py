@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from dcgan import checkpoint, environment, memory, precision
+from dcgan import checkpoint, devices, environment, memory, precision
 from dcgan.config import TrainConfig, flat_params, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import write_json
@@ -72,9 +72,10 @@ def run(
     With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
     iterations and one of an unfinished run with the same params, data and environment is
     resumed (same MLflow run, identical final weights). ``lock`` is the uv.lock that installed
-    this environment: its SHA-256 and the key packages' versions go into training.json and
-    the MLflow run. ``store_uri`` is a tracking store already checked (the stage checks it
-    before TensorFlow loads); without it the store is resolved and checked here.
+    this environment: its SHA-256, the key packages' versions and the device (``cpu``, or the
+    GPUs) go into training.json and the MLflow run. ``store_uri`` is a tracking store already
+    checked (the stage checks it before TensorFlow loads); without it the store is resolved
+    and checked here.
     ``params_file``, the file ``cfg`` was read from, is read again at every interval and
     before the outputs are written: if its train block changed meanwhile (another ``dvc exp
     run`` in the same clone), no model is written and the stage fails, so dvc.lock never
@@ -84,7 +85,8 @@ def run(
     # train_and_evaluate; each step it names is a function below or a module of its own.
     data = _load_data(cfg, data_dir)
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
-    env = environment.describe(lock)
+    # The software (lock, versions) and the hardware (cpu, or the GPUs the strategy uses).
+    env = {**environment.describe(lock), **devices.describe(cfg.strategy, cfg.devices)}
     _warn_on_drift(lock, env)
     store_uri = store_uri or check_tracking_store()
 
@@ -175,15 +177,18 @@ def _build(
 ) -> tuple[precision.Choice, GAN, str, checkpoint.Resumed | None]:
     """The precision, the GAN in it, the run's fingerprint, and the checkpoint resumed (if
     a crash left one of the same fingerprint)."""
-    # "auto" becomes float32 or mixed_bfloat16 here: the faster on this machine, measured.
-    choice = precision.resolve(cfg)
-    gan = GAN(dataclasses.replace(cfg, precision=choice.precision), data.x_train)
-    log.info("training in %s (%s)", choice.precision, choice.reason)
+    # "auto" becomes the fastest recipe on this device, measured: float32 or mixed_bfloat16
+    # on a CPU; on a GPU also mixed_float16, each with or without XLA.
+    choice = precision.resolve(cfg, device=env.get(devices.DEVICE, devices.CPU))
+    resolved_cfg = dataclasses.replace(cfg, precision=choice.precision)
+    gan = GAN(resolved_cfg, data.x_train, jit_compile=choice.jit_compile)
+    xla_note = " with XLA" if choice.jit_compile else ""
+    log.info("training in %s%s (%s)", choice.precision, xla_note, choice.reason)
     # A checkpoint made in one precision must not resume in another (auto may resolve
-    # differently on another machine).
-    identity = _fingerprint(
-        {**params, "train.precision_resolved": gan.precision, **environment.as_tags(env)}, data
-    )
+    # differently on another machine), nor one made with XLA without it (a key only then).
+    xla = {"train.jit_compile_resolved": True} if choice.jit_compile else {}
+    resolved = {"train.precision_resolved": gan.precision, **xla}
+    identity = _fingerprint({**params, **resolved, **environment.as_tags(env)}, data)
     resumed = (
         checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, outputs.samples)
         if checkpoint_dir is not None
@@ -279,6 +284,8 @@ def _save_outputs(
         "params": params,
         "precision": choice.precision,  # what train.precision (e.g. auto) resolved to
     }
+    if choice.jit_compile:  # auto on a GPU measured XLA faster (absent: not compiled by XLA)
+        record["jit_compile"] = True
     if choice.measured:  # the cached figures, not when they were taken: same bytes next run
         record["precision_measured"] = {
             "seconds_per_iteration": choice.seconds,

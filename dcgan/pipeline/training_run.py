@@ -2,9 +2,9 @@
 
 It opens the run (or continues a resumed one), logs what a crash lost, starts the watcher,
 and on the way out closes the run in the one state that is true: FINISHED by :meth:`finish`,
-FAILED or KILLED on an error, or left RUNNING for a resume when the store went away (the
-training is checkpointed first, so a rerun continues the same run). The watcher is released
-whatever happens.
+FAILED or KILLED on an error, or left RUNNING when the store went away: with a checkpoint
+folder the training is checkpointed first, so a rerun continues the same run; without one the
+error says that nothing was saved. The watcher is released whatever happens.
 """
 
 from __future__ import annotations
@@ -104,10 +104,20 @@ class TrainingRun:
 
     def log_precision(self, choice: Choice) -> None:
         """What ``train.precision`` resolved to and why; for auto, what it measured."""
-        self.tracker.set_tags({"precision": choice.precision, "precision_reason": choice.reason})
+        self.tracker.set_tags(
+            {
+                "precision": choice.precision,
+                "precision_reason": choice.reason,
+                "jit_compile": str(choice.jit_compile).lower(),  # XLA: auto on a GPU only
+            }
+        )
         if choice.measured:
+            # MLflow's names take no "+": a GPU's "float32+xla" logs as auto_float32_xla_...
             self.tracker.log_metrics(
-                {f"auto_{p}_s_per_iteration": s for p, s in choice.seconds.items()}
+                {
+                    f"auto_{p.replace('+', '_')}_s_per_iteration": s
+                    for p, s in choice.seconds.items()
+                }
             )
 
     def callback(self) -> Callback:

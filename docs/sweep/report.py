@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from dcgan.pipeline.store import tracking_uri
+from dcgan.errors import DcganError, run_main
+from dcgan.files import atomic_path
+from dcgan.pipeline.store import safe_uri, tracking_uri
 
 HERE = Path(__file__).parent
 MIN_SEEDS = 2  # one seed's FCD is one draw: a recipe is called best on two or more
@@ -37,9 +40,12 @@ FLAGS = {
 
 
 def runs(uri: str) -> dict[str, list]:
+    """The finished sweep runs with an FCD, by recipe."""
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("dcgan")
     found = defaultdict(list)
+    if experiment is None:
+        return found
     for run in client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'"):
         match = NAME.fullmatch(run.data.tags.get("dvc_exp_name", ""))
         if match and "fcd" in run.data.metrics:
@@ -76,8 +82,9 @@ def table(found: dict[str, list]) -> str:
 
 
 def grids(found: dict[str, list], uri: str, out: Path) -> None:
-    """The seed-0 sample grids (evaluate's onnx_samples.png) of the book's recipe and the best,
-    the recipe of lowest mean FCD among those run at MIN_SEEDS seeds or more."""
+    """The sample grids (evaluate's onnx_samples.png; seed 0's where it ran) of the book's recipe,
+    if it ran, and the best: the recipe of lowest mean FCD among those run at MIN_SEEDS seeds or
+    more (among all, if none was)."""
     from PIL import Image, ImageDraw, ImageFont
 
     client = MlflowClient(tracking_uri=uri)
@@ -85,14 +92,16 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
     best = min(ranked, key=lambda r: mean_fcd(found[r]))
     panels = []
     with tempfile.TemporaryDirectory() as tmp:
-        for recipe in dict.fromkeys(["book", best]):
-            run = next(r for r in found[recipe] if r.data.params["train.seed"] == "0")
+        for recipe in dict.fromkeys([r for r in ("book", best) if r in found]):
+            rs = found[recipe]
+            run = next((r for r in rs if r.data.params["train.seed"] == "0"), rs[0])
             path = client.download_artifacts(run.info.run_id, "onnx_samples.png", tmp)
             image = Image.open(path).convert("L")
             label = Image.new("L", (image.width, 36), 255)
             ImageDraw.Draw(label).text(
                 (image.width // 2, 18),
-                f"{recipe}, seed 0, {run.data.params['train.iterations']} iterations: "
+                f"{recipe}, seed {run.data.params['train.seed']}, "
+                f"{run.data.params['train.iterations']} iterations: "
                 f"FCD {run.data.metrics['fcd']:.1f}, MNIST score "
                 f"{run.data.metrics['mnist_score']:.2f}",
                 fill=0,
@@ -110,10 +119,11 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
     for panel in panels:
         canvas.paste(panel, (x, 0))
         x += panel.width + 16
-    canvas.save(out, optimize=True)
+    with atomic_path(out) as tmp_out:
+        canvas.save(tmp_out, optimize=True)
 
 
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "tracking_uri",
@@ -122,7 +132,19 @@ if __name__ == "__main__":
         help="the MLflow store the sweep logged to (default: $MLFLOW_TRACKING_URI, else the "
         "repository's mlflow.db, as the pipeline's)",
     )
-    uri = parser.parse_args().tracking_uri
-    found = runs(uri)
+    parser.add_argument(
+        "--grids", type=Path, default=HERE / "grids.png", help="where to write the grids"
+    )
+    args = parser.parse_args()
+    found = runs(args.tracking_uri)
+    if not found:
+        raise DcganError(
+            f"no finished sweep run in {safe_uri(args.tracking_uri)} (experiments named "
+            "sweep-<recipe>-s<seed>); queue and run them first, as docs/results.md shows"
+        )
     print(table(found))
-    grids(found, uri, HERE / "grids.png")
+    grids(found, args.tracking_uri, args.grids)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
