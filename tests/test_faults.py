@@ -380,7 +380,10 @@ def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
     # DVC 3 writes the -S values before it takes the lock (seen in the issue and here).
     assert seed_now == 8
     assert first.returncode != 0
-    assert "changed while training (train.seed 7 -> 8)" in output, output[-6000:]
+    # The first may read params.yaml while the second's `dvc exp run` has it at HEAD's seed:
+    # DVC's _stash_exp stashes the workspace and resets it hard before it puts the -S values
+    # in (dvc/repo/experiments/queue/base.py). Either way the first names the change.
+    assert re.search(r"changed while training \(train\.seed 7 -> (8|0)\)", output), output[-6000:]
     assert "dvc exp run --queue" in output
     lock = train_lock()
     if second.returncode != 0:
