@@ -115,15 +115,23 @@ def test_noise_chunks_are_the_rows_of_one_draw():
 
 
 def test_npy_streamed_in_chunks_equals_one_batch(onnx_file, tmp_path, monkeypatch):
-    import dcgan.cli
+    import dcgan.sampling
     from dcgan.contract import draw_noise
 
-    monkeypatch.setattr(dcgan.cli, "SAMPLE_CHUNK", 7)
+    monkeypatch.setattr("dcgan.cli.sample.SAMPLE_CHUNK", 7)
+    batches = []
+
+    def counted(session, z):
+        batches.append(len(z))
+        return generate(session, z)
+
+    monkeypatch.setattr(dcgan.sampling, "generate", counted)
     out = tmp_path / "s.npy"
     assert (
         main(["sample", "--model", str(onnx_file), "-n", "20", "--seed", "4", "--npy", str(out)])
         == 0
     )
+    assert batches == [7, 7, 6]  # streamed, never one batch of 20
     expected = generate(load_session(onnx_file), draw_noise(20, 100, seed=4))
     assert np.array_equal(np.load(out), expected)
 
