@@ -1,6 +1,6 @@
 """``dcgan --help``: every subcommand's flags, their types and their defaults, in one
-parser read in one place as the user reads it. Stdlib only at import: ``dcgan sample``
-starts without TensorFlow."""
+parser read in one place as the user reads it. Light at import (the standard library and
+dcgan.config): ``dcgan sample`` starts without TensorFlow."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     # Long on purpose: every subcommand's flags, in the order --help shows them.
-    from dcgan.pipeline.registry import CHAMPION  # stdlib-only at import, like this module
+    from dcgan.pipeline.registry import CHAMPION  # light at import, like this module
 
     parser = argparse.ArgumentParser(
         prog="dcgan", description=DESCRIPTION, formatter_class=_HelpFormatter
