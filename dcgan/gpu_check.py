@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from dcgan.config import PARAMS_FILE, load_all
 from dcgan.errors import DcganError
-from dcgan.files import atomic_path
+from dcgan.files import write_json
 
 ITERATIONS = 300  # a few hundred: the step time settles, and the check stays within minutes
 PARITY_SAMPLES = 256
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "gpu_found": device[devices.DEVICE] != devices.CPU,
     }
     if not report["gpu_found"] and not args.allow_cpu:
-        _write(args.out, {**report, "ok": False})
+        write_json(args.out, {**report, "ok": False})
         print(NO_GPU, file=sys.stderr)
         return 1
     try:
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except DcganError as exc:
         print(exc, file=sys.stderr)
         return 1
-    _write(args.out, report)
+    write_json(args.out, report)
     for recipe, figures in report["runs"].items():
         shown = figures.get("error") or f"{figures['seconds_per_iteration']:.4f} s/iteration"
         print(f"{recipe:20s} {shown}")
@@ -180,11 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     same = report["bitwise_repeat"]
     print(f"same bits twice: {same}; ONNX max |diff| {diff}; ok: {report['ok']} ({args.out})")
     return 0 if report["ok"] else 1
-
-
-def _write(path: Path, report: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
