@@ -10,5 +10,3 @@ import os
 # TensorFlow prints several lines of C++ start-up chatter (oneDNN, CUDA probing) per process;
 # every stage is a process. Users can still set the variable themselves to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-__version__ = "0.1.0"
