@@ -2,9 +2,9 @@
 
 A checkpoint folder holds ``state.npz`` (both models' weights including BatchNorm statistics,
 both optimizers' variables including their step counters, and the state of the step's
-random generator), ``state.json`` (iteration, history, MLflow run id, and a fingerprint of
-the params and data that made it) and ``samples/`` (the progress grids so far, which DVC
-deletes with the stage's other outputs before a rerun). The folder is replaced atomically.
+random generator), ``state.json`` (iteration, history, quality scores, MLflow run id, and a
+fingerprint of the params and data that made it) and ``samples/`` (the progress grids so far,
+which DVC deletes with the stage's other outputs before a rerun). The folder is replaced atomically.
 
 A checkpoint is scratch for a crashed run, not a pipeline output: DVC does not track it
 (a tracked, persistent output would switch off DVC's run-cache for the train stage), and
@@ -46,6 +46,7 @@ class Resumed:
     iteration: int
     history: list[dict[str, float]]
     run_id: str | None
+    quality: list[dict[str, float]]  # the probe's scores so far (empty without one)
 
 
 def save(
@@ -57,6 +58,7 @@ def save(
     run_id: str | None,
     fingerprint: str,
     samples_dir: str | os.PathLike[str] | None = None,
+    quality: list[dict[str, float]] | None = None,
 ) -> None:
     """Write a checkpoint of ``variables`` (name -> variable with .numpy()) atomically."""
     folder = Path(folder)
@@ -68,6 +70,7 @@ def save(
             "fingerprint": fingerprint,
             "run_id": run_id,
             "history": history,
+            "quality": quality or [],
         }
         (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
         if samples_dir is not None and Path(samples_dir).is_dir():
@@ -127,5 +130,8 @@ def restore(
             shutil.copy2(png, Path(samples_dir) / png.name)
     log.info("resuming from checkpoint %s at iteration %d", folder, state["iteration"])
     return Resumed(
-        iteration=int(state["iteration"]), history=state["history"], run_id=state.get("run_id")
+        iteration=int(state["iteration"]),
+        history=state["history"],
+        run_id=state.get("run_id"),
+        quality=state.get("quality", []),
     )

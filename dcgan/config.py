@@ -94,6 +94,9 @@ class TrainConfig:
     batch_size: int  # real images per D batch (and generated images per batch), as in the book
     sample_interval: int  # every this many iterations: record losses, save a grid, log to MLflow
     checkpoint_interval: int  # every this many iterations: save a checkpoint to resume from
+    eval_interval: int  # every this many iterations and at the last: score G's samples; 0 = off
+    eval_samples: int  # generated images each score is computed over (FCD, MNIST score, shares)
+    eval_seed: int  # seeds their fixed noise: its own generator, never the training step's
     z_dim: int  # length of the noise vector z ~ N(0, 1)
     g_learning_rate: float  # Adam learning rate of the generator (Keras default 0.001)
     d_learning_rate: float  # Adam learning rate of the discriminator (Keras default 0.001)
@@ -117,6 +120,19 @@ class TrainConfig:
                 "must be a positive integer",
                 getattr(self, key),
             )
+        _check(
+            self.eval_interval >= 0,
+            "train.eval_interval",
+            "must be 0 (no scoring during training) or a positive integer",
+            self.eval_interval,
+        )
+        _check(
+            self.eval_samples > 0,
+            "train.eval_samples",
+            "must be a positive integer",
+            self.eval_samples,
+        )
+        _check_seed("train.eval_seed", self.eval_seed)
         _check_range(
             "train.iterations",
             self.iterations,
@@ -381,6 +397,13 @@ def _check_schedule(cfg: TrainConfig) -> None:
         f"must be at most train.iterations ({cfg.iterations}), or the run records one grid and "
         "one loss row",
         cfg.sample_interval,
+    )
+    _check(
+        cfg.eval_interval <= cfg.iterations,
+        "train.eval_interval",
+        f"must be at most train.iterations ({cfg.iterations}), or 0 for none: the run is scored "
+        "at every interval and at the last iteration",
+        cfg.eval_interval,
     )
 
 

@@ -9,6 +9,7 @@ two models made in different environments can be told apart from their files alo
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import tomllib
@@ -20,6 +21,9 @@ KEY_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"
 LOCK_KEY = "uv_lock_sha256"
 # MLflow tags and ONNX metadata keys: env.uv_lock_sha256, env.python, env.tensorflow, ...
 PREFIX = "env."
+
+
+log = logging.getLogger(__name__)
 
 
 def installed_version(package: str) -> str:
@@ -87,3 +91,17 @@ def drift(
         for name in KEY_PACKAGES
         if installed[name] != locked.get(name)
     }
+
+
+def warn_on_drift(lock: str | os.PathLike[str] | None, environment: dict[str, str]) -> None:
+    """The record shows the installed versions either way; say when they are not the lock's."""
+    if lock is None:
+        return
+    for name, (installed, locked) in drift(lock, environment).items():
+        log.warning(
+            "%s %s is installed but %s pins %s; ./run installs exactly the lock",
+            name,
+            installed,
+            lock,
+            locked,
+        )

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan import quality
-from dcgan.classifier import feature_head
+from dcgan.classifier import feature_head, feature_width
+from dcgan.config import params_error
 from dcgan.models import as_float32
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,35 @@ def parity(onnx_images: np.ndarray, keras_images: np.ndarray, tolerance: float) 
     }
 
 
+def check_sample_count(key: str, n: int, classifier) -> None:
+    """The FCD fits a covariance of the classifier's features: refuse too few samples for it,
+    naming the params key that set them."""
+    width = feature_width(classifier)
+    if n <= width:
+        raise params_error(
+            f"{key}={n} is too few for the FCD, which fits a covariance of the classifier's "
+            f"{width} features; use at least {width + 1}"
+        )
+
+
+def sample_scores(
+    probs: np.ndarray, features: np.ndarray, reference_features: np.ndarray
+) -> dict[str, Any]:
+    """One image set's scores from its classifier outputs: the FCD against the reference's
+    features, the MNIST score, class coverage and confidence. The evaluate stage and the
+    in-training probe (dcgan.probe) both score with it."""
+    coverage = quality.class_coverage(probs)
+    return {
+        "fcd": quality.frechet_distance(features, reference_features),
+        "mnist_score": quality.mnist_score(probs),
+        "min_class_share": coverage["min_class_share"],
+        "max_class_share": coverage["max_class_share"],
+        "class_kl_from_uniform": coverage["class_kl_from_uniform"],
+        "confidence": quality.confidence(probs),
+        "class_shares": coverage["class_shares"],
+    }
+
+
 def quality_metrics(
     classifier, generated: np.ndarray, real_test: np.ndarray, real_train: np.ndarray
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -49,19 +79,20 @@ def quality_metrics(
     gen_probs, gen_feats = head(generated)
     test_probs, test_feats = head(real_test)
     _, train_feats = head(real_train)
-    gen_cov, test_cov = quality.class_coverage(gen_probs), quality.class_coverage(test_probs)
+    gen = sample_scores(gen_probs, gen_feats, test_feats)
+    real = sample_scores(test_probs, test_feats, train_feats)
     metrics = {
-        "fcd": quality.frechet_distance(gen_feats, test_feats),
+        "fcd": gen["fcd"],
         "fcd_real_floor": quality.frechet_distance(train_feats, test_feats),
-        "mnist_score": quality.mnist_score(gen_probs),
-        "mnist_score_real": quality.mnist_score(test_probs),
-        "min_class_share": gen_cov["min_class_share"],
-        "max_class_share": gen_cov["max_class_share"],
-        "class_kl_from_uniform": gen_cov["class_kl_from_uniform"],
-        "class_kl_from_uniform_real": test_cov["class_kl_from_uniform"],
-        "confidence": quality.confidence(gen_probs),
-        "confidence_real": quality.confidence(test_probs),
+        "mnist_score": gen["mnist_score"],
+        "mnist_score_real": real["mnist_score"],
+        "min_class_share": gen["min_class_share"],
+        "max_class_share": gen["max_class_share"],
+        "class_kl_from_uniform": gen["class_kl_from_uniform"],
+        "class_kl_from_uniform_real": real["class_kl_from_uniform"],
+        "confidence": gen["confidence"],
+        "confidence_real": real["confidence"],
         **quality.memorisation_ratio(generated, real_test, real_train),
-        "class_shares": gen_cov["class_shares"],
+        "class_shares": gen["class_shares"],
     }
     return metrics, gen_probs

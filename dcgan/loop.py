@@ -9,7 +9,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +34,19 @@ class History:
     """What was recorded at each interval; written as reports/train_history.csv."""
 
     rows: list[dict[str, float]] = field(default_factory=list)
+    # The probe's scores at each eval_interval (reports/quality.json, a DVC plot).
+    quality: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def after(cls, resumed: checkpoint.Resumed | None) -> History:
+        """A new run's empty history, or a resumed run's from its checkpoint."""
+        return cls(list(resumed.history), list(resumed.quality)) if resumed else cls()
 
     def add(self, iteration: int, metrics: dict[str, float]) -> None:
         self.rows.append({"iteration": iteration, **metrics})
+
+    def add_quality(self, iteration: int, scores: dict[str, float]) -> None:
+        self.quality.append({"iteration": iteration, **scores})
 
     def column(self, name: str) -> list[float]:
         return [row[name] for row in self.rows]
@@ -61,6 +71,9 @@ class Callback:
         """Every ``sample_interval`` iterations and at the last: the losses just recorded and
         G's images (16, 28, 28, 1) of the fixed noise batch."""
 
+    def on_quality(self, iteration: int, scores: dict[str, float]) -> None:
+        """Every ``eval_interval`` iterations and at the last, with a probe: its scores of G."""
+
     def on_checkpoint(self, iteration: int, history: History) -> None:
         """Every ``checkpoint_interval`` iterations, except the last: a point to resume from."""
 
@@ -77,9 +90,11 @@ def train_loop(
     *,
     start: int = 1,
     history: History | None = None,
+    probe: Callable[[], dict[str, float]] | None = None,
 ) -> History:
     """Run iterations ``start``..``cfg.iterations``; at every sample interval and at the last
-    iteration, record the losses in the history and call the callbacks.
+    iteration, record the losses in the history and call the callbacks. With a ``probe``
+    (dcgan.probe), also score G every ``cfg.eval_interval`` iterations and at the last.
 
     ``progress``: True/False forces the progress bar on/off; None shows it on a terminal only
     (the interval lines in the log say the same for CI logs).
@@ -105,14 +120,14 @@ def train_loop(
     for iteration in bar:
         metrics = gan.train_step()
         last = iteration == cfg.iterations
-        if iteration % cfg.sample_interval == 0 or last:
+        sampled = iteration % cfg.sample_interval == 0 or last
+        if sampled:
             values = {k: float(v) for k, v in metrics.items()}
-            if not all(np.isfinite(v) for v in values.values()):
-                raise DcganError(
-                    f"training diverged: non-finite losses at iteration {iteration} "
-                    f"({', '.join(f'{k} {v:g}' for k, v in values.items())}); nothing is "
-                    "saved. Lower train.g_learning_rate / d_learning_rate, or check the data"
-                )
+            _check_finite(iteration, values, "losses")
+        # Scored before any callback runs: a tracker that fails in this interval's callbacks
+        # then finds the scores in the history it checkpoints, and a rerun logs them.
+        scores = _score(probe, iteration, history) if _scoring(probe, cfg, iteration) else None
+        if sampled:
             history.add(iteration, values)
             done = iteration - start + 1
             per_it = (time.perf_counter() - clock) / done
@@ -137,11 +152,49 @@ def train_loop(
                 grid = gan.generate(z_fixed)
                 for callback in callbacks:
                     callback.on_interval(iteration, values, grid)
+        if scores is not None:
+            for callback in callbacks:
+                callback.on_quality(iteration, scores)
         if iteration % cfg.checkpoint_interval == 0 and not last:
             for callback in callbacks:
                 callback.on_checkpoint(iteration, history)
     bar.close()
     return history
+
+
+def _scoring(probe: Callable[[], dict[str, float]] | None, cfg: TrainConfig, i: int) -> bool:
+    """Every ``eval_interval`` iterations and at the last, when there is a probe."""
+    return (
+        probe is not None
+        and cfg.eval_interval > 0
+        and (i % cfg.eval_interval == 0 or i == cfg.iterations)
+    )
+
+
+def _check_finite(iteration: int, values: dict[str, float], what: str) -> None:
+    """A diverged run stops here, before anything of it is scored, saved or logged."""
+    if not all(np.isfinite(v) for v in values.values()):
+        raise DcganError(
+            f"training diverged: non-finite {what} at iteration {iteration} "
+            f"({', '.join(f'{k} {v:g}' for k, v in values.items())}); nothing is "
+            "saved. Lower train.g_learning_rate / d_learning_rate, or check the data"
+        )
+
+
+def _score(probe: Callable[[], dict[str, float]], iteration: int, history: History) -> dict:
+    """The probe's scores, into the history and the log."""
+    scores = probe()
+    _check_finite(iteration, scores, "quality scores")  # G's images are not finite
+    history.add_quality(iteration, scores)
+    log.info(
+        "iteration %d  fcd %.2f  mnist_score %.2f  class shares %.1f-%.1f%%",
+        iteration,
+        scores["fcd"],
+        scores["mnist_score"],
+        100 * scores["min_class_share"],
+        100 * scores["max_class_share"],
+    )
+    return scores
 
 
 class SaveGrid(Callback):
@@ -169,6 +222,7 @@ class SaveCheckpoint(Callback):
             self.gan.state_variables(),
             iteration=iteration,
             history=history.rows,
+            quality=history.quality,
             run_id=self.run_id,
             fingerprint=self.identity,
             samples_dir=self.samples,

@@ -31,19 +31,33 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         raise ValueError(f"need two (N >= 2, D) feature sets of equal D, got {a.shape}, {b.shape}")
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        # ReLU features leave some dimensions constant, so the product is often singular;
-        # its square root is still well defined, and a non-finite one is handled below.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(covmean).all():
-        # Near-singular product (e.g. a collapsed generator): regularise as the FID code does.
-        offset = np.eye(len(cov_a)) * 1e-6
-        covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    covmean = np.real(covmean)  # rounding leaves tiny imaginary parts
     diff = mu_a - mu_b
-    return float(max(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean), 0.0))
+    return float(
+        max(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * _trace_sqrt(cov_a, cov_b), 0.0)
+    )
+
+
+def _trace_sqrt(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """Tr((cov_a cov_b)^(1/2)), by scipy's sqrtm as the FID code computes it.
+
+    ReLU features leave some dimensions constant, so the product is often singular; its square
+    root is still well defined. A collapsed generator (early in training, say) can make it so
+    near-singular that sqrtm gives a non-finite result or fails outright (SciPy's own
+    "Internal error in scipy.linalg.sqrtm"); then the trace is the sum of the square roots of
+    the product's eigenvalues, which are real and non-negative for two covariances (negative
+    rounding is clipped)."""
+    product = cov_a @ cov_b
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            covmean, _ = scipy.linalg.sqrtm(product, disp=False)
+        if np.isfinite(covmean).all():
+            return float(np.trace(np.real(covmean)))  # rounding leaves tiny imaginary parts
+    except (np.linalg.LinAlgError, ValueError):
+        pass
+    eigenvalues = np.real(scipy.linalg.eigvals(product))
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
 def mnist_score(probs: np.ndarray, eps: float = 1e-12) -> float:
@@ -65,6 +79,16 @@ def class_coverage(probs: np.ndarray, eps: float = 1e-12) -> dict[str, float | l
         "max_class_share": float(shares.max()),
         "class_kl_from_uniform": max(kl, 0.0),
     }
+
+
+def lowest_fcd(rows: list[dict[str, float]]) -> dict[str, float]:
+    """``best_fcd`` and ``best_fcd_iteration`` of a curve of ``{"iteration", "fcd", ...}``
+    rows: the lowest FCD scored (the earliest of equals), where a run could have stopped;
+    empty without rows."""
+    if not rows:
+        return {}
+    row = min(rows, key=lambda r: (r["fcd"], r["iteration"]))
+    return {"best_fcd": row["fcd"], "best_fcd_iteration": int(row["iteration"])}
 
 
 def confidence(probs: np.ndarray) -> float:

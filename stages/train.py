@@ -21,7 +21,9 @@ def main() -> None:
     add("--samples", required=True, help="folder for the fixed-noise grids")
     add("--losses", required=True, help="loss plot PNG")
     add("--history", required=True, help="history CSV (DVC plots)")
-    add("--metrics", required=True, help="final losses JSON (DVC metrics)")
+    add("--metrics", required=True, help="final losses and lowest FCD JSON (DVC metrics)")
+    add("--quality", required=True, help="quality scores during training JSON (DVC plots)")
+    add("--classifier", required=True, help="the classifier stage's .keras (train.eval_interval)")
     add("--checkpoints", required=True, help="checkpoint folder; a crashed run resumes from it")
     add("--lock", help="uv.lock that installed the environment (recorded)")
     args = parser.parse_args()
@@ -39,6 +41,7 @@ def main() -> None:
         losses=args.losses,
         history=args.history,
         metrics=args.metrics,
+        quality=args.quality,
     )
     with params_file(args.params):
         train.run(
@@ -49,6 +52,7 @@ def main() -> None:
             lock=args.lock,
             store_uri=store_uri,
             params_file=args.params,
+            classifier=args.classifier,
         )
 
 

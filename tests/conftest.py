@@ -78,7 +78,12 @@ def repo_params():
 @pytest.fixture(scope="session")
 def tiny_train_cfg(repo_params):
     return dataclasses.replace(
-        repo_params["train"], iterations=4, batch_size=8, sample_interval=2, experiment="test"
+        repo_params["train"],
+        iterations=4,
+        batch_size=8,
+        sample_interval=2,
+        eval_interval=0,
+        experiment="test",
     )
 
 
@@ -162,7 +167,14 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> s
 # The whole pipeline in a few minutes: synthetic digits, 6 iterations, one epoch.
 TINY = {
     "prepare": {"source": "sample"},
-    "train": {"iterations": 6, "batch_size": 16, "sample_interval": 3, "checkpoint_interval": 3},
+    "train": {
+        "iterations": 6,
+        "batch_size": 16,
+        "sample_interval": 3,
+        "checkpoint_interval": 3,
+        "eval_interval": 3,
+        "eval_samples": 200,
+    },
     "classifier": {"epochs": 1},
     "evaluate": {"num_samples": 200},
 }

@@ -14,7 +14,13 @@ from dcgan.errors import DcganError
 
 from .conftest import train_outputs, write_params
 
-TINY_TRAIN = {"iterations": 2, "batch_size": 8, "sample_interval": 1, "experiment": "faults"}
+TINY_TRAIN = {
+    "iterations": 2,
+    "batch_size": 8,
+    "sample_interval": 1,
+    "eval_interval": 0,  # no classifier here: these tests are about params and data
+    "experiment": "faults",
+}
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +351,15 @@ def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
 
     tiny = {
         "prepare": {"source": "sample"},
-        "train": {"iterations": 300, "batch_size": 16, "sample_interval": 2, "seed": 0},
+        "train": {
+            "iterations": 300,
+            "batch_size": 16,
+            "sample_interval": 2,
+            "eval_interval": 100,
+            "eval_samples": 200,
+            "seed": 0,
+        },
+        "classifier": {"epochs": 1},  # train's scorer, built first on this fresh repository
     }
     repo, env = make_repo(tmp_path, tiny)
 

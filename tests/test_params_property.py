@@ -81,6 +81,9 @@ TRIED = {
         "batch_size": [1, 2, 8, 10**9],
         "sample_interval": [1, 2, 10**6],
         "checkpoint_interval": [1, 10**6],
+        "eval_interval": [0, 1, 2, -1],
+        "eval_samples": [1, 129, 300, 0],
+        "eval_seed": [0, 2**32 - 1, -1],
         "z_dim": [1, 3, 100, 10**9],
         "g_learning_rate": [1e-12, 1e-3, 1.0],
         "d_learning_rate": [1e-12, 1e-3, 1.0],
@@ -138,7 +141,12 @@ def test_each_tried_value_is_loaded_or_refused_in_one_line(stage, key, value):
 # a run with.
 REFUSED_BY_THE_STAGE = {
     "prepare": {"source": ["nowhere.npz", "mnst"]},
-    "train": {"batch_size": [10**9], "z_dim": [10**9], "devices": ["GPU:7"]},
+    "train": {
+        "batch_size": [10**9],
+        "z_dim": [10**9],
+        "devices": ["GPU:7"],
+        "eval_samples": [1],  # the FCD needs more samples than the classifier has features
+    },
 }
 ALONE_WITH = {"train": {"iterations": 1}}
 # What a value needs beside it to be loaded at all (devices are for the mirrored strategy).
@@ -185,7 +193,9 @@ def tiny(tmp_path_factory):
     prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), root / "data")
     few = dataclasses.replace(cfg["prepare"], source="sample", test_fraction=0.99)
     prepare.run(few, root / "few")
-    small = dataclasses.replace(cfg["train"], iterations=2, batch_size=8, sample_interval=1)
+    small = dataclasses.replace(
+        cfg["train"], iterations=2, batch_size=8, sample_interval=1, eval_interval=0
+    )
     train.run(small, root / "data", train_outputs(root), progress=False)
     classifier.run(
         dataclasses.replace(cfg["classifier"], epochs=1),
@@ -204,7 +214,10 @@ def call_stage(stage: str, cfg, tiny: Path, out: Path) -> None:
     if stage == "prepare":
         prepare.run(cfg, out / "data")
     elif stage == "train":
-        train.run(cfg, tiny / "data", train_outputs(out), out / "ckpt", False)
+        classifier_file = tiny / "models/mnist_classifier.keras"
+        train.run(
+            cfg, tiny / "data", train_outputs(out), out / "ckpt", False, classifier=classifier_file
+        )
     elif stage == "classifier":
         classifier.run(cfg, tiny / "few", out / "c.keras", out / "c.json")
     elif stage == "export":

@@ -128,6 +128,36 @@ def test_mlflow_store_holds_the_run(repo, tmp_path):
     assert (repo / "mlruns").is_dir()
 
 
+def test_quality_is_scored_at_every_eval_interval_in_mlflow_the_plots_file_and_dvc_plots(repo):
+    """train.eval_interval 3 of 6 iterations: two points, in each place a user compares runs."""
+    repo, env = repo
+    from mlflow.tracking import MlflowClient
+
+    scored = [3, 6]
+    rows = json.loads((repo / "reports/quality.json").read_text())
+    assert [row["iteration"] for row in rows] == scored
+    assert set(rows[0]) == {"iteration", "fcd", "mnist_score", "min_class_share", "max_class_share"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    history = client.get_metric_history(found.info.run_id, "quality/fcd")
+    assert sorted((m.step, m.value) for m in history) == [(r["iteration"], r["fcd"]) for r in rows]
+    lowest = min(rows, key=lambda r: r["fcd"])
+    assert found.data.metrics["quality/best_fcd"] == lowest["fcd"]
+    assert found.data.metrics["quality/best_fcd_iteration"] == lowest["iteration"]
+    training = json.loads((repo / "models/training.json").read_text())
+    assert (training["best_fcd"], training["best_fcd_iteration"]) == (
+        lowest["fcd"],
+        lowest["iteration"],
+    )
+    train_metrics = json.loads((repo / "reports/train_metrics.json").read_text())
+    assert train_metrics["best_fcd"] == lowest["fcd"]
+    # dvc plots show: the declared plot draws both points (its JSON holds the data it plots).
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], repo, env))["data"]
+    points = shown["quality FCD"][0]["content"]["data"]["values"]
+    assert [int(p["iteration"]) for p in points] == scored
+    assert [float(p["fcd"]) for p in points] == [r["fcd"] for r in rows]
+
+
 def test_the_environment_is_on_the_record(repo):
     """training.json, the MLflow run, the ONNX file and `dcgan runs` name the lock's SHA-256,
     the key packages' versions and the device that trained (cpu here); dvc.lock names the lock

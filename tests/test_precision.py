@@ -293,22 +293,35 @@ def test_a_bfloat16_step_keeps_the_training_semantics(tiny_train_cfg, tiny_image
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
+def auto_on_sample_data(repo_params, folder):
+    """A two-iteration `train.precision: auto` config, and the sample digits it trains on,
+    prepared under ``folder / "data"``; no scoring (no classifier here)."""
+    from dcgan.pipeline import prepare
+
+    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), folder / "data")
+    return dataclasses.replace(
+        repo_params["train"],
+        precision="auto",
+        iterations=2,
+        batch_size=8,
+        sample_interval=1,
+        eval_interval=0,
+    )
+
+
 @pytest.mark.slow  # runs the train and export stages
 def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     monkeypatch, tmp_path, repo_params
 ):
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline import export, prepare, train
+    from dcgan.pipeline import export, train
     from dcgan.pipeline.lineage import runs_for_file
     from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
 
     monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.3))
-    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), tmp_path / "data")
-    cfg = dataclasses.replace(
-        repo_params["train"], precision="auto", iterations=2, batch_size=8, sample_interval=1
-    )
+    cfg = auto_on_sample_data(repo_params, tmp_path)
     train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
     paths = stage_paths("export", tmp_path)
     export.run(repo_params["export"], paths["generator"], paths["training"], paths["out"])
@@ -341,7 +354,7 @@ def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
     import logging
 
     from dcgan import devices
-    from dcgan.pipeline import export, prepare, train
+    from dcgan.pipeline import export, train
     from dcgan.pipeline.lineage import runs_for_file
     from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
@@ -349,10 +362,7 @@ def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
     gpu = devices.record(["NVIDIA A100-SXM4-40GB"], "550.54.15", "12.5.1", "9")
     monkeypatch.setattr(devices, "describe", lambda strategy="default", listed="": dict(gpu))
     monkeypatch.setattr(precision, "measure", GpuTimer())
-    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), tmp_path / "data")
-    cfg = dataclasses.replace(
-        repo_params["train"], precision="auto", iterations=2, batch_size=8, sample_interval=1
-    )
+    cfg = auto_on_sample_data(repo_params, tmp_path)
     with caplog.at_level(logging.INFO, logger="dcgan.pipeline.train"):
         train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
     assert "training in mixed_float16 with XLA" in caplog.text

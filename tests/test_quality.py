@@ -21,6 +21,44 @@ def test_frechet_distance_identities():
     assert d == pytest.approx(np.trace(np.cov(a, rowvar=False)), rel=1e-3)
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(
+            np.linalg.LinAlgError("Internal error in scipy.linalg.sqrtm: -102"), id="raises"
+        ),
+        pytest.param(np.full((8, 8), np.nan), id="non-finite"),
+    ],
+)
+def test_frechet_distance_survives_a_failing_sqrtm(monkeypatch, broken):
+    """A collapsed generator's features can make SciPy's sqrtm fail outright (seen during
+    training); the eigenvalue route gives the same distance where both work."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 8)), rng.normal(0.3, 1.2, size=(400, 8))
+    expected = quality.frechet_distance(a, b)
+
+    def sqrtm(matrix, disp=True):
+        if isinstance(broken, Exception):
+            raise broken
+        return broken, 0.0
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", sqrtm)
+    assert quality.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_lowest_fcd_is_the_earliest_lowest_point():
+    rows = [
+        {"iteration": 2, "fcd": 9.0},
+        {"iteration": 4, "fcd": 7.0},
+        {"iteration": 6, "fcd": 7.0},
+    ]
+    assert quality.lowest_fcd(rows) == {"best_fcd": 7.0, "best_fcd_iteration": 4}
+    assert quality.lowest_fcd([]) == {}
+
+
 def test_mnist_score_extremes():
     one_hot = np.eye(10)[np.arange(1000) % 10]
     assert quality.mnist_score(one_hot) == pytest.approx(10.0, rel=1e-6)

@@ -55,7 +55,7 @@ def pipeline(root, seed: int, store: str, monkeypatch, exp_name: str | None = No
             root / "classifier.json",
         )
     small = dataclasses.replace(
-        cfg["train"], iterations=2, batch_size=8, sample_interval=1, seed=seed
+        cfg["train"], iterations=2, batch_size=8, sample_interval=1, eval_interval=0, seed=seed
     )
     train.run(small, data, train_outputs(work), progress=False)
     paths = {**stage_paths("export", work), **stage_paths("evaluate", work)}

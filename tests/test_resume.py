@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcgan.config import PrepareConfig
-from dcgan.pipeline import prepare
+from dcgan.config import ClassifierConfig, PrepareConfig
+from dcgan.pipeline import classifier, prepare
 
 from .conftest import free_port, stage_command, write_params
 
@@ -26,6 +27,9 @@ TRAIN = {
     "batch_size": 16,
     "sample_interval": 20,
     "checkpoint_interval": 20,
+    "eval_interval": 10,  # twice a checkpoint interval: the kill comes after a score that
+    # MLflow holds and the checkpoint does not, which the resumed run must not log again
+    "eval_samples": 200,
     "experiment": "resume",
 }
 
@@ -34,6 +38,13 @@ TRAIN = {
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("resume")
     prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), work / "data")
+    # The scorer of train.eval_interval: one epoch is enough to give G's samples a curve.
+    classifier.run(
+        ClassifierConfig(epochs=1, batch_size=128, seed=0),
+        work / "data",
+        work / "classifier.keras",
+        work / "classifier.json",
+    )
     write_params(work / "params.yaml", train=TRAIN)
     return work
 
@@ -47,6 +58,7 @@ def train_cmd(work: Path, name: str) -> list[str]:
         params=work / "params.yaml",
         data=work / "data",
         checkpoints=out / "checkpoints",
+        classifier=work / "classifier.keras",
     )
 
 
@@ -72,6 +84,21 @@ def metric_history(work: Path, name: str, key: str = "d_loss"):
     ]
 
 
+def scored_steps(work: Path, name: str) -> set[int]:
+    """Iterations whose quality scores the running stage has logged to its MLflow store."""
+    import sqlite3
+
+    db = work / f"{name}.db"
+    if not db.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+        try:
+            rows = con.execute("SELECT step FROM metrics WHERE key = 'quality/fcd'").fetchall()
+        except sqlite3.OperationalError:  # the tables are not made yet, or the db is locked
+            return set()
+    return {int(step) for (step,) in rows}
+
+
 def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     subprocess.run(
         train_cmd(workdir, "straight"),
@@ -91,7 +118,8 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if json.loads(state.read_text())["iteration"] >= 60:
+            saved = json.loads(state.read_text())["iteration"]
+            if saved >= 60 and max(scored_steps(workdir, "crashed"), default=0) > saved:
                 break
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             pass
@@ -130,6 +158,15 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     assert grids == [f"iter_{i:06d}.png" for i in intervals]
     csv_rows = (workdir / "crashed/reports/train_history.csv").read_text().splitlines()
     assert csv_rows == (workdir / "straight/reports/train_history.csv").read_text().splitlines()
+    # The quality curve too: every eval_interval once, those scored before the kill included,
+    # in the DVC plots file and in MLflow, with the uninterrupted run's values.
+    scored = list(range(10, TRAIN["iterations"] + 1, 10))
+    quality = json.loads((workdir / "crashed/reports/quality.json").read_text())
+    assert [row["iteration"] for row in quality] == scored
+    assert quality == json.loads((workdir / "straight/reports/quality.json").read_text())
+    _, fcd = metric_history(workdir, "crashed", "quality/fcd")
+    assert [step for step, _ in fcd] == scored
+    assert fcd == metric_history(workdir, "straight", "quality/fcd")[1]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +197,13 @@ def test_bad_tracking_store_fails_fast_before_training(workdir, tmp_path, uri):
 
 # The server dies at the grid of iteration 10; 12 intervals are logged in all, and no
 # periodic checkpoint comes before the one the stage writes when the retry budget runs out.
-DIES = {**TRAIN, "iterations": 24, "sample_interval": 2, "checkpoint_interval": 50}
+DIES = {
+    **TRAIN,
+    "iterations": 24,
+    "sample_interval": 2,
+    "checkpoint_interval": 50,
+    "eval_interval": 3,  # off the sample interval: the store may fail while logging a score
+}
 BUDGET = 5  # seconds of retries (DCGAN_TRACKING_RETRY_SECONDS) before the stage gives up
 
 
@@ -182,7 +225,12 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
     def cmd(name: str) -> list[str]:
         out = tmp_path / name
         return stage_command(
-            "train", out, params=params, data=workdir / "data", checkpoints=out / "ckpt"
+            "train",
+            out,
+            params=params,
+            data=workdir / "data",
+            checkpoints=out / "ckpt",
+            classifier=workdir / "classifier.keras",
         )
 
     reference = subprocess.run(
@@ -235,6 +283,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
         experiment = client.get_experiment_by_name(DIES["experiment"])
         (run,) = client.search_runs([experiment.experiment_id])
         history = client.get_metric_history(run.info.run_id, "d_loss")
+        fcd = client.get_metric_history(run.info.run_id, "quality/fcd")
         grids = {f.path for f in client.list_artifacts(run.info.run_id, "samples")}
     finally:
         stop_server(server)
@@ -242,6 +291,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
     assert run.info.status == "FINISHED"
     intervals = range(2, DIES["iterations"] + 1, 2)
     assert sorted(m.step for m in history) == list(intervals)  # each interval once
+    assert sorted(m.step for m in fcd) == list(range(3, DIES["iterations"] + 1, 3))
     assert grids == {f"samples/iter_{i:06d}.png" for i in intervals}
     assert (tmp_path / "crashed/models/generator.keras").read_bytes() == (
         tmp_path / "straight/models/generator.keras"

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from dcgan import memory
-from dcgan.classifier import feature_width
-from dcgan.config import EvaluateConfig, flat_params, params_error
+from dcgan.config import EvaluateConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, draw_noise
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
-from dcgan.evaluation import keras_generate, parity, quality_metrics
+from dcgan.evaluation import check_sample_count, keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim
 from dcgan.pipeline import registry
@@ -80,12 +79,7 @@ def run(
     data = load_prepared(data_dir)
     memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
     classifier = load_model(classifier_path, "classifier")
-    width = feature_width(classifier)
-    if cfg.num_samples <= width:  # FCD fits a width x width covariance to the samples
-        raise params_error(
-            f"evaluate.num_samples={cfg.num_samples} is too few for the FCD, which fits a "
-            f"covariance of the classifier's {width} features; use at least {width + 1}"
-        )
+    check_sample_count("evaluate.num_samples", cfg.num_samples, classifier)
 
     z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
     onnx_images = generate(session, z)  # (N, 28, 28, 1)

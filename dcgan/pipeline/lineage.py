@@ -23,6 +23,9 @@ from dcgan.pipeline.store import repo_root
 GENERATOR_TAG = "dcgan.generator_sha256"  # the generator .keras file
 ONNX_TAG = "dcgan.onnx_sha256"  # the generator .onnx file
 MODEL_URI_TAG = "dcgan.generator_model_uri"  # the ONNX model export logged (models:/m-...)
+# The train stage's scores of G in its run: "quality/fcd", ... (the evaluate stage logs its own
+# "fcd" over more samples into the same run); MLflow's chart view groups them under "quality".
+QUALITY_PREFIX = "quality/"
 
 
 def _git(*args: str, cwd: str | os.PathLike[str] | None = None) -> str | None:

@@ -32,8 +32,10 @@ from dcgan.files import write_json
 from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
 from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
 from dcgan.pipeline.store import check_tracking_store
-from dcgan.pipeline.training_run import TrainingRun
+from dcgan.pipeline.training_run import TrainingRun, quality_summary
 from dcgan.plots import save_history_plot
+from dcgan.probe import for_training
+from dcgan.quality import lowest_fcd
 from dcgan.saving import save_model
 from dcgan.training import GAN, STEP_METRICS
 
@@ -50,7 +52,8 @@ class TrainOutputs:
     samples: Path  # folder: the fixed-noise grid at each sample_interval
     losses: Path  # PNG: losses and D accuracy against iteration
     history: Path  # CSV: one row per sample_interval (DVC plots)
-    metrics: Path  # JSON: the final losses (DVC metrics)
+    metrics: Path  # JSON: the final losses and the lowest FCD seen (DVC metrics)
+    quality: Path  # JSON: the probe's scores at each eval_interval (DVC plots)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # the stage passes command-line strings
@@ -66,6 +69,7 @@ def run(
     lock: str | os.PathLike[str] | None = None,
     store_uri: str | None = None,
     params_file: str | os.PathLike[str] | None = None,
+    classifier: str | os.PathLike[str] | None = None,
 ) -> dict[str, float]:
     """Train, write ``outputs``, record the run in MLflow; returns the final losses.
 
@@ -80,6 +84,8 @@ def run(
     before the outputs are written: if its train block changed meanwhile (another ``dvc exp
     run`` in the same clone), no model is written and the stage fails, so dvc.lock never
     pairs these models with params that did not make them.
+    ``classifier``, the classifier stage's model, scores G every ``cfg.eval_interval``
+    iterations (dcgan.probe); it is needed unless that is 0.
     """
     # Over 60 lines with its docstring: the stage's story in order, as flax's
     # train_and_evaluate; each step it names is a function below or a module of its own.
@@ -87,12 +93,13 @@ def run(
     params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
     # The software (lock, versions) and the hardware (cpu, or the GPUs the strategy uses).
     env = {**environment.describe(lock), **devices.describe(cfg.strategy, cfg.devices)}
-    _warn_on_drift(lock, env)
+    environment.warn_on_drift(lock, env)
     store_uri = store_uri or check_tracking_store()
 
     _clear(outputs.samples)
     choice, gan, identity, resumed = _build(cfg, data, params, env, checkpoint_dir, outputs)
-    history = History(list(resumed.history) if resumed else [])
+    history = History.after(resumed)
+    probe = for_training(cfg, gan.generator, classifier, data.x_test)
     with TrainingRun(
         cfg,
         store_uri,
@@ -125,9 +132,9 @@ def run(
             progress=progress,
             start=resumed.iteration + 1 if resumed else 1,
             history=history,
+            probe=probe,
         )
         seconds = time.perf_counter() - start
-        # Every thread's CPU time: on a shared machine it compares recipes where wall time cannot.
         cpu_seconds = time.process_time() - cpu_start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
         if params_file is not None:
@@ -135,9 +142,13 @@ def run(
         final = _save_outputs(gan, choice, history, params, env, data, outputs)
         record.finish(
             outputs.generator,
-            [outputs.losses, outputs.history],
-            seconds / max(done, 1),
-            cpu_seconds / max(done, 1),
+            [outputs.losses, outputs.history, outputs.quality],
+            {
+                "seconds_per_iteration": seconds / max(done, 1),
+                # Every thread's CPU time: it compares recipes on a shared machine.
+                "cpu_seconds_per_iteration": cpu_seconds / max(done, 1),
+                **quality_summary(history.quality, probe, seconds),
+            },
         )
         if checkpoint_dir is not None:  # only now: a rerun after a failed close resumes
             checkpoint.discard(checkpoint_dir)
@@ -208,9 +219,10 @@ def _checkpoint_now(
     """Checkpoint the state at the last recorded interval; says what a rerun will do."""
     if checkpoint_dir is None:
         return "Nothing was saved (no checkpoint folder); rerun once the store is back"
-    if not history.rows:
+    if not history.rows and not history.quality:
         return "No iteration was trained; rerun `dvc repro` once the store is back"
-    iteration = int(history.rows[-1]["iteration"])
+    # The state is that of the last iteration recorded, by a loss row or a score.
+    iteration = int(max(row["iteration"] for row in history.rows[-1:] + history.quality[-1:]))
     checkpoint.save(
         checkpoint_dir,
         gan.state_variables(),
@@ -219,6 +231,7 @@ def _checkpoint_now(
         run_id=run_id,
         fingerprint=identity,
         samples_dir=outputs.samples,
+        quality=history.quality,
     )
     return (
         f"Training is checkpointed at iteration {iteration} in {checkpoint_dir}: rerun "
@@ -235,20 +248,6 @@ def _fingerprint(params: dict[str, Any], data: Prepared) -> str:
             "data.sha256": data.meta.get("sha256"),
         }
     )
-
-
-def _warn_on_drift(lock: str | os.PathLike[str] | None, env: dict[str, str]) -> None:
-    """The record shows the installed versions either way; say when they are not the lock's."""
-    if lock is None:
-        return
-    for name, (installed, locked) in environment.drift(lock, env).items():
-        log.warning(
-            "%s %s is installed but %s pins %s; ./run installs exactly the lock",
-            name,
-            installed,
-            lock,
-            locked,
-        )
 
 
 def _clear(samples_dir: Path) -> None:
@@ -278,7 +277,9 @@ def _save_outputs(
         outputs.losses,
     )
     final = {k: history.rows[-1][k] for k in STEP_METRICS}
-    write_json(outputs.metrics, final)
+    write_json(outputs.quality, history.quality)  # [] with eval_interval 0: DVC needs the file
+    lowest = lowest_fcd(history.quality)  # over train.eval_samples, not the evaluate stage's count
+    write_json(outputs.metrics, {**final, **lowest})
     # What made the models; their own files carry what they are (z_dim: the input shape).
     record: dict[str, Any] = {
         "params": params,
@@ -286,6 +287,7 @@ def _save_outputs(
     }
     if choice.jit_compile:  # auto on a GPU measured XLA faster (absent: not compiled by XLA)
         record["jit_compile"] = True
+    record.update(lowest)
     if choice.measured:  # the cached figures, not when they were taken: same bytes next run
         record["precision_measured"] = {
             "seconds_per_iteration": choice.seconds,

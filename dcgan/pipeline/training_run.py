@@ -9,11 +9,12 @@ error says that nothing was saved. The watcher is released whatever happens.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,14 +23,20 @@ from dcgan.config import TrainConfig
 from dcgan.data import Prepared
 from dcgan.files import sha256_file
 from dcgan.loop import Callback, History
-from dcgan.pipeline.lineage import GENERATOR_TAG, run_name, run_tags
+from dcgan.pipeline.lineage import GENERATOR_TAG, QUALITY_PREFIX, run_name, run_tags
 from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
 from dcgan.pipeline.retry import TrackerUnavailable
 from dcgan.pipeline.tracking import Tracker
 from dcgan.pipeline.watcher import process_tags
 from dcgan.plots import grid_path
 from dcgan.precision import Choice
+from dcgan.quality import lowest_fcd
 from dcgan.training import STEP_METRICS
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # the probe imports TensorFlow; this module only reads its time
+    from dcgan.probe import QualityProbe
 
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
@@ -61,6 +68,7 @@ class TrainingRun:
         self.history, self.samples_dir = history, samples_dir
         self.checkpoint_now, self.params_file = checkpoint_now, params_file
         self.logged: set[int] = set()  # iterations whose losses the run holds
+        self.scored: set[int] = set()  # iterations whose quality scores the run holds
 
     def __enter__(self) -> TrainingRun:
         self.tracker = self._open()
@@ -122,23 +130,14 @@ class TrainingRun:
 
     def callback(self) -> Callback:
         """Logs each interval's losses and grid into the run."""
-        return LogInterval(self.tracker, self.logged, self.samples_dir)
+        return LogInterval(self.tracker, self.logged, self.scored, self.samples_dir)
 
     def finish(
-        self,
-        generator: Path,
-        artifacts: Sequence[Path],
-        seconds_per_iteration: float,
-        cpu_per_iteration: float,
+        self, generator: Path, artifacts: Sequence[Path], metrics: Mapping[str, float]
     ) -> None:
-        """Timing (not a DVC output), the ``artifacts``, the tag that links the generator to
-        this run; then FINISHED."""
-        self.tracker.log_metrics(
-            {
-                "seconds_per_iteration": seconds_per_iteration,
-                "cpu_seconds_per_iteration": cpu_per_iteration,
-            }
-        )
+        """The run's own ``metrics`` (timing, which no DVC output holds; the lowest FCD), the
+        ``artifacts``, the tag that links the generator to this run; then FINISHED."""
+        self.tracker.log_metrics(metrics)
         self.tracker.set_tags({GENERATOR_TAG: sha256_file(generator)})
         for path in artifacts:
             self.tracker.log_artifact(path)
@@ -185,6 +184,11 @@ class TrainingRun:
         crash or a lost server between the two)."""
         tracker, rows = self.tracker, self.history.rows
         self.logged |= tracker.metric_steps(STEP_METRICS[0])
+        if self.history.quality:
+            self.scored |= tracker.metric_steps(f"{QUALITY_PREFIX}fcd")
+        for row in self.history.quality:
+            if int(row["iteration"]) not in self.scored:
+                log_quality(tracker, self.scored, row)
         uploaded = tracker.artifact_names("samples") if rows else set()
         for row in rows:
             iteration = int(row["iteration"])
@@ -196,11 +200,49 @@ class TrainingRun:
                 tracker.log_artifact(grid, "samples")
 
 
-class LogInterval(Callback):
-    """The losses (step=iteration) and the interval's grid, into the MLflow run."""
+def quality_summary(
+    rows: list[dict[str, float]], probe: QualityProbe | None, seconds: float
+) -> dict[str, float]:
+    """The run's lowest FCD and its iteration, and what scoring cost: logged, and as the
+    run's metrics."""
+    lowest = lowest_fcd(rows)
+    if probe is None or not lowest:
+        return {}
+    log.info(
+        "quality: lowest fcd %.2f at iteration %d; scoring took %.1f s, %.1f %% of %.0f s",
+        lowest["best_fcd"],
+        lowest["best_fcd_iteration"],
+        probe.seconds,
+        100 * probe.seconds / max(seconds, 1e-9),
+        seconds,
+    )
+    return {
+        **{f"{QUALITY_PREFIX}{k}": v for k, v in lowest.items()},
+        f"{QUALITY_PREFIX}seconds": probe.seconds,
+    }
 
-    def __init__(self, tracker: Tracker, logged: set[int], samples_dir: Path) -> None:
-        self.tracker, self.logged, self.samples_dir = tracker, logged, samples_dir
+
+def log_quality(tracker: Tracker, scored: set[int], row: Mapping[str, float]) -> None:
+    """One row of the probe's scores, step=iteration, once."""
+    iteration = int(row["iteration"])
+    scores = {f"{QUALITY_PREFIX}{k}": v for k, v in row.items() if k != "iteration"}
+    tracker.log_metrics(scores, step=iteration)
+    scored.add(iteration)
+
+
+class LogInterval(Callback):
+    """The losses and the quality scores (step=iteration) and the interval's grid, into the
+    MLflow run."""
+
+    def __init__(
+        self, tracker: Tracker, logged: set[int], scored: set[int], samples_dir: Path
+    ) -> None:
+        self.tracker, self.logged, self.scored = tracker, logged, scored
+        self.samples_dir = samples_dir
+
+    def on_quality(self, iteration: int, scores: dict[str, float]) -> None:
+        if iteration not in self.scored:  # a resumed run may have logged it before the crash
+            log_quality(self.tracker, self.scored, {"iteration": iteration, **scores})
 
     def on_interval(self, iteration: int, metrics: dict[str, float], grid: np.ndarray) -> None:
         if iteration not in self.logged:  # a resumed run may have logged it before the crash

@@ -1,0 +1,74 @@
+"""docs/study/report.py: the recipe study's threshold table and FCD curves, read from a real
+MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "docs" / "study" / "report.py"
+
+
+def _report(uri: str, figure: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPORT), uri, "--figure", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _log_run(client, experiment, name, curve, status="FINISHED", fcd=None) -> None:
+    run_id = client.create_run(experiment, tags={"dvc_exp_name": name}).info.run_id
+    client.log_param(run_id, "train.iterations", 6000)
+    client.log_param(run_id, "train.eval_samples", 2000)
+    for step, value in curve:
+        client.log_metric(run_id, "quality/fcd", value, step=step)
+    client.log_metric(run_id, "cpu_seconds_per_iteration", 0.6)
+    if fcd is not None:
+        client.log_metric(run_id, "fcd", fcd)
+    client.set_terminated(run_id, status)
+
+
+def test_without_study_runs_it_says_so_in_one_line_and_writes_nothing(tmp_path):
+    figure = tmp_path / "fcd.png"
+    result = _report(f"sqlite:///{tmp_path / 'empty.db'}", figure)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no finished study run with a quality curve in sqlite:///")
+    assert not figure.exists() and result.stdout == ""
+
+
+def test_it_finds_when_each_recipe_first_falls_below_each_threshold(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'study.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("dcgan", artifact_location=tmp_path.as_uri())
+    _log_run(client, experiment, "study-book", [(500, 80.0), (1000, 45.0), (1500, 30.0)], fcd=25.0)
+    # Below 40 at 1000, back above it at 1500: the first crossing counts, not the last.
+    adam = [(500, 50.0), (1000, 19.0), (1500, 41.0), (2000, 9.5), (2500, 9.5)]
+    _log_run(client, experiment, "study-adam", adam, fcd=7.25)
+    _log_run(client, experiment, "study-ttur", [(500, 1.0)], status="KILLED")  # unfinished
+    _log_run(client, experiment, "seed1", [(500, 1.0)])  # not a study experiment's name
+    figure = tmp_path / "fcd.png"
+
+    result = _report(uri, figure)
+
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[0] for c in cells] == ["adam", "book"]  # by lowest FCD in training
+    adam, book = cells
+    # 0.6 CPU s/iteration: 1000 iterations are 10 CPU minutes.
+    assert adam[3:6] == ["1000 (10)", "1000 (10)", "2000 (20)"]
+    assert adam[6] == "9.50 at 2000" and adam[7] == "7.25"
+    assert book[3:6] == ["1500 (15)", "not reached", "not reached"]
+    with Image.open(figure) as image:
+        assert image.size == (800, 450)
