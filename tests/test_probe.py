@@ -64,6 +64,8 @@ def test_scoring_changes_no_bit_of_the_training(cfg, prepared, tmp_path):
 def test_scores_go_to_the_plots_file_the_metrics_training_json_and_mlflow(cfg, prepared, tmp_path):
     from mlflow.tracking import MlflowClient
 
+    from dcgan.pipeline.store import tracking_uri
+
     out = train(cfg, prepared, tmp_path / "on", 4)  # at 4 and at the last, 6
     rows = json.loads((out / "reports/quality.json").read_text())
     assert [r["iteration"] for r in rows] == [4, 6]
@@ -78,7 +80,7 @@ def test_scores_go_to_the_plots_file_the_metrics_training_json_and_mlflow(cfg, p
     metrics = json.loads((out / "reports/train_metrics.json").read_text())
     assert {k: metrics[k] for k in best} == best
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri())  # this test's store, whatever MLflow's global is
     (run,) = client.search_runs([client.get_experiment_by_name(cfg.experiment).experiment_id])
     for key in ("fcd", "mnist_score", "min_class_share", "max_class_share"):
         got = client.get_metric_history(run.info.run_id, f"quality/{key}")
