@@ -22,11 +22,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dcgan import determinism_cost
 from dcgan.config import ExportConfig, TrainConfig
 from dcgan.errors import DcganError
 from dcgan.timing import median_seconds
@@ -148,6 +150,7 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
     book_lean = median_seconds(lean_iteration, max(iterations // 2, 5), warmup=2)
     keras.backend.clear_session()
     peak, peak_bf16 = matmul_gflop_per_s("float32"), matmul_gflop_per_s("bfloat16")
+    settings = determinism_cost.step_under_variants(lambda: _step_of(GAN(cfg, images)), iterations)
     return {
         "batch_size": cfg.batch_size,
         "ours_s_per_iteration": ours,
@@ -171,7 +174,13 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
         "float32_ceiling_speedup_vs_book": book / (flops / 1e9 / peak),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "trace_count": gan.trace_count,
+        # what the float32 step ran with, and what each bit-determinism setting costs it
+        "determinism": settings,
     }
+
+
+def _step_of(gan) -> Callable[[], float]:
+    return lambda: float(gan.train_step()["g_loss"])
 
 
 def bench_inference(
@@ -310,6 +319,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"{100 * t['ours_mixed_bfloat16_gflop_per_s'] / t['matmul_bfloat16_gflop_per_s']:.0f} "
         f"% of its matmul; bfloat16/float32 {t['bfloat16_speedup_vs_float32']:.2f}x "
         f"(train.precision: auto -> {t['auto_precision']})",
+        *determinism_cost.table_lines(t["determinism"]),
         "",
         "inference      onnxruntime ms   (tf2onnx graph)   tensorflow ms   ORT/TF speed-up",
     ]

@@ -60,6 +60,18 @@ def test_format_table_lists_every_batch():
             "float32_ceiling_speedup_vs_book": 3.4,
             "peak_rss_mb": 900.0,
             "book_loop_trains_d": True,
+            "determinism": {
+                "settings": {"op_determinism": True, "constant_folding": False, "remapping": False},
+                "variants": {
+                    "TensorFlow's defaults": {
+                        "op_determinism": False,
+                        "constant_folding": True,
+                        "remapping": True,
+                        "s_per_iteration": 0.095,
+                        "slowdown_vs_project": 0.95,
+                    }
+                },
+            },
         },
         "inference": {"rows": [{"batch": b, **row} for b in (1, 64, 1024)]},
         "sample_cli": {"wall_s": 0.3, "tensorflow_imported": False},
@@ -67,6 +79,8 @@ def test_format_table_lists_every_batch():
     table = format_table(report)
     assert "3.00x" in table and "batch  1024" in table and "TensorFlow imported: False" in table
     assert "bfloat16 step 700 GFLOP/s = 44 % of its matmul; bfloat16/float32 2.00x" in table
+    assert "ran with op determinism on, constant folding off, remapping off (bit-identical" in table
+    assert "TensorFlow's defaults:" in table and "0.095 s/iteration (0.95x the project's)" in table
 
 
 @pytest.mark.slow  # the whole training benchmark, at a tiny size
@@ -86,6 +100,17 @@ def test_bench_training_runs_and_reports(tiny_train_cfg):
         "book_without_unused_predict_s_per_iteration",
     ):
         assert report[key] > 0
+    # The settings the step ran with are the ones every training stage sets, and the bench
+    # leaves them so: a later GAN in the same process trains the same bits.
+    from dcgan.determinism_cost import VARIANTS, current
+
+    project = {"op_determinism": True, "constant_folding": False, "remapping": False}
+    determinism = report["determinism"]
+    assert determinism["settings"] == project
+    assert set(determinism["variants"]) == {"the project's", *VARIANTS}
+    assert {k: determinism["variants"]["the project's"][k] for k in project} == project
+    assert all(row["s_per_iteration"] > 0 for row in determinism["variants"].values())
+    assert current().__dict__ == project
 
 
 def test_the_flop_count_logs_no_tensorflow_deprecation(tiny_train_cfg, tiny_images, caplog):
