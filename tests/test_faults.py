@@ -118,13 +118,24 @@ def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_p
     assert not outputs.generator.exists()
 
 
-def test_unchanged_params_train_as_before(prepared, tmp_path):
-    from dcgan.pipeline import train
+def test_unchanged_params_train_as_before(prepared, tmp_path, monkeypatch):
+    """The guard reads params.yaml at every interval and before the outputs, and changes
+    nothing when it finds it unchanged: the same bytes as a run without it."""
+    from dcgan.pipeline import params_guard, train
 
     params = write_params(tmp_path / "params.yaml", train=TINY_TRAIN)
-    outputs = train_outputs(tmp_path)
-    train.run(load_config("train", params), prepared, outputs, progress=False, params_file=params)
-    assert outputs.generator.is_file() and outputs.metrics.is_file()
+    cfg = load_config("train", params)
+    reads = []
+    load = params_guard.load_config
+    monkeypatch.setattr(params_guard, "load_config", lambda *a: reads.append(a) or load(*a))
+    guarded, unguarded = train_outputs(tmp_path / "guarded"), train_outputs(tmp_path / "bare")
+    train.run(cfg, prepared, guarded, progress=False, params_file=params)
+    assert len(reads) == TINY_TRAIN["iterations"] + 1  # each interval (1 here), then the end
+    train.run(cfg, prepared, unguarded, progress=False)
+    assert len(reads) == TINY_TRAIN["iterations"] + 1
+    for name in ("generator", "discriminator", "metrics"):
+        ours, bare = getattr(guarded, name), getattr(unguarded, name)
+        assert ours.read_bytes() == bare.read_bytes(), name
 
 
 def _damaged_copy(prepared, tmp_path, damage) -> object:
@@ -334,61 +345,132 @@ def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monke
         call_store(uri, "logging metrics", flaky, 0)
 
 
-@pytest.mark.slow
-def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
-    """The second `dvc exp run -S train.seed=8` writes its seed into params.yaml before it
-    meets DVC's lock, while the first trains with seed 7: the first fails saying so, and
-    whatever DVC records for train is the seed its model was trained with (the second is
-    refused, or, when the first stopped in time, trains with seed 8)."""
-    import hashlib
-    import json
+def test_a_run_whose_experiment_record_was_deleted_stops_in_one_line(tmp_path, monkeypatch):
+    """Under `dvc exp run`, DVC's baseline ref must outlive the run: another workspace run
+    that ends deletes it (DVC shares the refs), and the guard then stops before any output."""
     import subprocess
+
+    from dcgan.pipeline.params_guard import (
+        ExperimentLost,
+        ParamsChanged,
+        check_experiment_kept,
+        check_params_unchanged,
+    )
+
+    params = tmp_path / "params.yaml"
+    write_params(params, train=TINY_TRAIN)
+    cfg = load_config("train", params)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@e"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    git = ["git", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "params.yaml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+    ref = ["update-ref", "refs/exps/exec/EXEC_BASELINE"]
+
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    check_params_unchanged(cfg, params)  # `dvc repro`: no experiment, nothing to look for
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    subprocess.run([*git, *ref, "HEAD"], check=True)
+    check_params_unchanged(cfg, params)  # the record is there
+    subprocess.run([*git, *ref[:1], "-d", ref[1]], check=True)  # another run's cleanup
+    with pytest.raises(ExperimentLost) as lost:
+        check_params_unchanged(cfg, params)
+    assert "another `dvc exp run` in this clone ended while this one ran" in str(lost.value)
+    assert "dvc exp run --queue" in str(lost.value) and "\n" not in str(lost.value)
+    with pytest.raises(ExperimentLost):
+        check_experiment_kept(tmp_path)
+    write_params(params, train={**TINY_TRAIN, "seed": 5})  # both: the params change first
+    with pytest.raises(ParamsChanged, match=r"changed while training \(train\.seed 0 -> 5\)"):
+        check_params_unchanged(cfg, params)
+
+
+# Long enough for a second run to start while the first trains (the tiny run's grids are at
+# 3 and 6: the first's grid at 2 says it trains).
+LONGER = ["-S", "train.iterations=300", "-S", "train.sample_interval=2"]
+LONGER += ["-S", "train.checkpoint_interval=100", "-S", "train.eval_interval=100"]
+# The first run's DVC with its workspace clean-up (which deletes the refs every workspace run
+# shares) 8 s late, as it can land on a slower machine; otherwise DVC as installed.
+LATE_CLEANUP = """import sys, time
+from dvc.repo.experiments.executor.local import WorkspaceExecutor
+cleanup = WorkspaceExecutor.cleanup
+def late(self, infofile=None):
+    print("cleanup starts", flush=True)
+    time.sleep(8)
+    return cleanup(self, infofile)
+WorkspaceExecutor.cleanup = late
+from dvc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _exp_run(repo: Path, env: dict, seed: int, log: Path, dvc: list[str] | None = None):
+    import subprocess
+
+    cmd = [*(dvc or ["dvc"]), "exp", "run", "train", "-S", f"train.seed={seed}", *LONGER]
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for(condition, what: str, timeout: float = 600) -> None:
     import time
 
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _train_lock(repo: Path) -> dict:
     import yaml
 
-    from .conftest import make_repo
+    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
 
-    tiny = {
-        "prepare": {"source": "sample"},
-        "train": {
-            "iterations": 300,
-            "batch_size": 16,
-            "sample_interval": 2,
-            "eval_interval": 100,
-            "eval_samples": 200,
-            "seed": 0,
-        },
-        "classifier": {"epochs": 1},  # train's scorer, built first on this fresh repository
-    }
-    repo, env = make_repo(tmp_path, tiny)
 
-    def train_lock() -> dict:
-        return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train"]
+def _assert_the_lock_is_true(repo: Path) -> None:
+    """What dvc.lock records for train is what the workspace holds, seed and bytes; and each
+    seed is recorded by at most one finished MLflow run, the lock's by exactly one."""
+    import hashlib
+    import json
 
-    train_before = train_lock()  # the committed default run's
-    first = subprocess.Popen(
-        ["dvc", "exp", "run", "train", "-S", "train.seed=7"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    from mlflow.tracking import MlflowClient
+
+    lock = _train_lock(repo)
+    seed = lock["params"]["params.yaml"]["train.seed"]
+    training = repo / "models/training.json"
+    if training.exists():  # DVC removes a stage's outputs before it runs it
+        assert json.loads(training.read_text())["params"]["train.seed"] == seed
+        (recorded,) = [o for o in lock["outs"] if o["path"] == "models/training.json"]
+        assert recorded["md5"] == hashlib.md5(training.read_bytes()).hexdigest()
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    finished = [r.data.params["train.seed"] for r in runs if r.info.status == "FINISHED"]
+    assert finished.count(str(seed)) == 1, finished
+    assert len(finished) == len(set(finished)), finished
+
+
+@pytest.mark.slow
+def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(built_tiny, tmp_path):
+    """On a copy of the built pipeline, as a user's clone after `dvc repro`: the second
+    `dvc exp run -S train.seed=8` writes its seed into params.yaml before it meets DVC's lock,
+    while the first trains with seed 7. The first fails saying so; whatever DVC records for
+    train is the seed its model was trained with."""
+    import yaml
+
+    from .repos import copy_built
+
+    repo, env = copy_built(built_tiny, tmp_path / "clone")
+    train_before = _train_lock(repo)  # the built tiny run's
+    first = _exp_run(repo, env, 7, tmp_path / "first.log")
     grid = repo / "reports/samples/iter_000002.png"
-    deadline = time.monotonic() + 600
-    while not grid.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for(lambda: grid.exists() or first.poll() is not None, "the first run's grid")
     assert first.poll() is None, "the first experiment ended before the second started"
-    second = subprocess.run(
-        ["dvc", "exp", "run", "train", "-S", "train.seed=8"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output, _ = first.communicate(timeout=900)
+    second = _exp_run(repo, env, 8, tmp_path / "second.log")
+    second.wait(timeout=600)
+    first.wait(timeout=900)
+    output = (tmp_path / "first.log").read_text()
 
     seed_now = yaml.safe_load((repo / "params.yaml").read_text())["train"]["seed"]
     # DVC 3 writes the -S values before it takes the lock (seen in the issue and here).
@@ -399,17 +481,55 @@ def test_two_dvc_exp_runs_at_once_never_make_the_lock_lie(tmp_path):
     # in (dvc/repo/experiments/queue/base.py). Either way the first names the change.
     assert re.search(r"changed while training \(train\.seed 7 -> (8|0)\)", output), output[-6000:]
     assert "dvc exp run --queue" in output
-    lock = train_lock()
+    second_output = (tmp_path / "second.log").read_text()
     if second.returncode != 0:
-        # DVC's lock refused the second while the first still ran: nothing recorded for a
-        # model that params.yaml does not describe, nothing written.
-        assert lock == train_before
-        assert not (repo / "models/generator.keras").exists()
+        # Refused by DVC's lock while the first still ran: "'data/prepared' is busy, it is
+        # being blocked by (PID ...)"; or stopped by the guard below. Nothing recorded.
+        assert _train_lock(repo) == train_before, second_output[-3000:]
+        assert re.search(r"is busy|ended while this one ran", second_output), second_output
     else:
-        # The first stopped at its next interval and released DVC's lock within DVC's retry
-        # window, so the second trained: with the seed params.yaml names, and so recorded.
-        assert lock["params"]["params.yaml"]["train.seed"] == 8
-        training = repo / "models/training.json"
-        assert json.loads(training.read_text())["params"]["train.seed"] == 8
-        (recorded,) = [o for o in lock["outs"] if o["path"] == "models/training.json"]
-        assert recorded["md5"] == hashlib.md5(training.read_bytes()).hexdigest()
+        assert _train_lock(repo)["params"]["params.yaml"]["train.seed"] == 8
+    _assert_the_lock_is_true(repo)
+
+
+@pytest.mark.slow
+def test_a_run_whose_experiment_another_run_deleted_stops_with_the_cause(built_tiny, tmp_path):
+    """The case behind a second `dvc exp run` that trained, wrote dvc.lock, then exited 255
+    with "Failed to reproduce experiment: 'NoneType' object is not subscriptable": the first
+    run, stopped by the params guard, releases DVC's lock; the second takes it and trains; the
+    first's clean-up then deletes the refs/exps/exec refs the two share. The second now stops
+    at its next interval with the cause, before writing any output."""
+    import signal
+    import sys
+
+    import yaml
+
+    from .repos import copy_built
+
+    repo, env = copy_built(built_tiny, tmp_path / "clone")
+    train_before = _train_lock(repo)
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = _exp_run(repo, env, 7, first_log, dvc=[sys.executable, "-c", LATE_CLEANUP])
+    grid = repo / "reports/samples/iter_000002.png"
+    _wait_for(lambda: grid.exists() or first.poll() is not None, "the first run's grid")
+    assert first.poll() is None, "the first experiment ended before the second started"
+    second = _exp_run(repo, env, 8, second_log)
+    params = repo / "params.yaml"
+    _wait_for(lambda: "seed: 8" in params.read_text(), "the second run's params")
+    second.send_signal(signal.SIGSTOP)  # its params are in: the first stops, the lock frees
+    try:
+        _wait_for(lambda: "cleanup starts" in first_log.read_text(), "the first's clean-up")
+    finally:
+        second.send_signal(signal.SIGCONT)
+    second.wait(timeout=600)
+    first.wait(timeout=600)
+    output = second_log.read_text()
+    assert first.returncode != 0 and second.returncode != 0, output[-3000:]
+    assert "Running stage 'train'" in output, output[-3000:]  # it did start training
+    (line,) = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert "another `dvc exp run` in this clone ended while this one ran" in line
+    assert "NoneType" not in output
+    assert yaml.safe_load(params.read_text())["train"]["seed"] == 8
+    assert _train_lock(repo) == train_before
+    assert not (repo / "models/generator.keras").exists()  # removed by DVC, not rewritten
+    _assert_the_lock_is_true(repo)

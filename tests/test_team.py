@@ -229,3 +229,39 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
     run(["dvc", "push"], c, env_c, timeout=600)
     key = f"store/files/md5/{md5[:2]}/{md5[2:]}"
     assert stack.s3_client().head_object(Bucket="dvc", Key=key)["ContentLength"] == 1 << 20
+
+
+def test_up_status_and_down_print_no_secret_and_env_is_the_one_that_does(tmp_path):
+    """What `./run stack up|status|down` print lands in terminal scrollback and CI logs: no
+    admin password, no S3 key, no server-side secret. `env` prints the password, when asked."""
+    folder = tmp_path / ".stack"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+
+    def stack_cli(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dcgan.cli", "stack", action, "--dir", str(folder)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=tmp_path,
+        )
+
+    up = stack_cli("up")
+    shown = {"up": up}
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        secrets = json.loads((folder / "stack.json").read_text())["secrets"]
+        assert {"mlflow_admin", "s3_access_key", "s3_secret_key"} <= set(secrets)
+        assert 'eval "$(./run stack env)"' in up.stderr  # how to get the login
+        shown["status"] = stack_cli("status")
+        assert shown["status"].returncode == 0, shown["status"].stderr[-2000:]
+        exported = stack_cli("env")
+        assert f"MLFLOW_TRACKING_PASSWORD={secrets['mlflow_admin']}" in exported.stdout
+    finally:
+        shown["down"] = stack_cli("down")
+    assert shown["down"].returncode == 0 and not folder.exists()
+    for action, proc in shown.items():
+        for name, secret in secrets.items():
+            leaked = secret in proc.stdout + proc.stderr
+            assert not leaked, f"`stack {action}` prints the {name} secret"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dcgan import plots_offline
 from dcgan.contract import draw_noise
 from dcgan.errors import DcganError
 from dcgan.pipeline import site
@@ -245,3 +246,91 @@ def test_the_site_needs_the_pinned_onnxruntime_web(tmp_path, onnx_file):
     assert not (tmp_path / "out").exists()  # nothing half-built
     with pytest.raises(DcganError, match="not found; run `dvc repro export`"):
         site.model_card(tmp_path / "nowhere.onnx", tmp_path / "metrics.json")
+
+
+VEGA_INSTALLED = all(
+    (WEB / "node_modules" / name / build).is_file()
+    for name, build in plots_offline.LIBRARIES.items()
+)
+needs_vega = pytest.mark.skipif(
+    not VEGA_INSTALLED, reason="no Vega in web/node_modules: npm ci --prefix web"
+)
+# Each chart's canvas, and how many of its pixels are drawn (neither blank nor white).
+DRAWN = """return Array.from(document.querySelectorAll('canvas, svg.marks')).map((c) => {
+  if (c.tagName.toLowerCase() === 'svg') return c.querySelectorAll('path').length;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] < 600) n++;
+  return n;
+});"""
+
+
+@pytest.fixture(scope="module")
+def plots_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A git clone-alike holding the committed dvc.yaml, params and reports (the plots' data),
+    with the offline template installed as ./run installs it."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import run
+
+    repo = tmp_path_factory.mktemp("plots")
+    for name in ("dvc.yaml", "params.yaml", "reports", ".dvc/config", ".dvc/.gitignore"):
+        src = ROOT / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, repo / name)
+    (repo / "web").mkdir()
+    (repo / "web/node_modules").symlink_to(WEB / "node_modules")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com")
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]):
+        run(cmd, repo, env)
+    run(["git", "commit", "-q", "-m", "plots"], repo, env)
+    run([sys.executable, "-m", "dcgan.plots_offline"], repo, env)
+    assert not subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout  # template and config: ignored
+    return repo, env
+
+
+@needs_browser
+@needs_vega
+@pytest.mark.parametrize("command", [["show"], ["diff", "HEAD"]], ids=["show", "diff"])
+def test_dvc_plots_draw_every_chart_with_no_request_off_loopback(
+    plots_repo, browser, serve, command
+):
+    from .conftest import run
+
+    repo, env = plots_repo
+    out = repo / f"out-{command[0]}"
+    run(["dvc", "plots", *command, "-o", str(out)], repo, env)
+    page = (out / "index.html").read_text()
+    charts = page.count("vegaEmbed(")
+    assert charts >= 3  # the losses, D's accuracy and the quality during training
+    server = serve(out)
+    browser.get_log("performance")
+    browser.get(f"{server.origin}/index.html")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(lambda d: len(d.execute_script(DRAWN)) >= charts)
+    drawn = browser.execute_script(DRAWN)
+    assert len(drawn) == charts and min(drawn) > 100, drawn
+    urls = requested_urls(browser)
+    assert urls and all(u.startswith((server.origin, "data:", "blob:")) for u in urls), urls
+
+
+def test_the_plots_template_needs_vega_installed_and_keeps_each_script_whole(tmp_path):
+    modules = tmp_path / "node_modules"
+    with pytest.raises(DcganError, match=r"no vega in .* run `npm ci --prefix web`"):
+        plots_offline.page(modules)
+    for name, build in plots_offline.LIBRARIES.items():
+        (modules / name / build).parent.mkdir(parents=True)
+        (modules / name / "package.json").write_text(json.dumps({"version": "9.9.9"}))
+        (modules / name / build).write_text(f"var s = '</script>'; /* {name} */")
+    page = plots_offline.page(modules)
+    assert page.count("<script>") == page.count("</script>") == 3  # none ends early
+    assert "var s = '<\\/script>'" in page and "/* vega-embed 9.9.9 */" in page
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC adds no CDN tags

@@ -50,7 +50,9 @@ def command(action: str, folder: Path, repo: Path) -> None:
             stack.s3_endpoint,
             stack.folder,
         )
-        sys.stdout.write(shell_exports(stack.client_env()))
+        # No secret here: up's output lands in scrollback and CI logs. `env` is the one
+        # command that prints the password, when asked.
+        log.info('eval "$(./run stack env)" gives this shell the MLflow address and login')
         return
     if action == "down":
         if not down(folder):
