@@ -20,6 +20,7 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+@pytest.mark.slow  # the script starts a TensorFlow process
 def test_without_a_gpu_the_script_says_so_in_one_line_and_exits_1(tmp_path):
     if _has_gpu():
         pytest.skip("this machine has a GPU: the no-GPU answer is checked on CPU-only machines")
@@ -39,6 +40,7 @@ def test_without_a_gpu_the_script_says_so_in_one_line_and_exits_1(tmp_path):
     assert report["environment"]["device"] == "cpu"
 
 
+@pytest.mark.slow  # the GPU check for real: it times, repeats and exports each recipe
 def test_on_the_cpu_it_times_repeats_and_exports_and_writes_the_figures(tmp_path, tiny_images):
     params = write_params(tmp_path / "params.yaml", train={"batch_size": 8})
     data = tmp_path / "prepared"

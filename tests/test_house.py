@@ -8,6 +8,7 @@ import ast
 import pytest
 
 from .conftest import ROOT
+from .imports import MODULES, dcgan_imports
 
 LIBRARY = sorted(p for p in (ROOT / "dcgan").glob("*.py"))
 PIPELINE = sorted((ROOT / "dcgan/pipeline").glob("*.py"))
@@ -126,33 +127,7 @@ def test_pre_commit_runs_the_linters_run_test_runs():
     assert hooked == {"ruff check", "ruff format --check"} and hooked <= linted
 
 
-def _module_name(path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES = {_module_name(p): p for p in (ROOT / "dcgan").rglob("*.py")}
 UPPER = ("dcgan.pipeline", "dcgan.stack", "dcgan.cli")  # what orchestrates and what users call
-
-
-def dcgan_imports(name: str) -> set[str]:
-    """The dcgan modules ``name`` imports, at the top or inside a function (a lazy import
-    still runs one way or the other)."""
-    path = MODULES[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name in MODULES}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            for alias in node.names:
-                full = f"{base}.{alias.name}"
-                found |= {full} if full in MODULES else {base} & MODULES.keys()
-    return found - {name}
 
 
 def test_the_import_graph_has_no_circle():
@@ -183,7 +158,6 @@ def test_the_library_never_imports_upward(name):
 
 
 LONG_MODULE, LONG_FUNCTION = 300, 60
-OWN_SIZE = ("stack",)  # the team stack's package keeps its own house (dcgan/stack/)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -192,8 +166,6 @@ def test_a_long_module_or_function_says_why(name):
     say at its top why not ("Over 300 lines ..." in the module's docstring; a comment on
     the function's length in its first lines)."""
     path = MODULES[name]
-    if set(OWN_SIZE) & set(path.relative_to(ROOT / "dcgan").parts):
-        return
     text = path.read_text()
     tree = ast.parse(text)
     if len(text.splitlines()) > LONG_MODULE:

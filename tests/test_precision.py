@@ -127,6 +127,7 @@ def test_a_timing_stops_at_the_first_call_over_its_limit():
     assert len(calls) == 2  # the warm-up, then one timed call over the limit
 
 
+@pytest.mark.slow  # a TensorFlow child process times both precisions
 def test_the_child_times_the_real_steps(tiny_train_cfg):
     """The default timer: a child process builds the GAN in each precision and times it."""
     seconds = precision.measure(tiny_train_cfg)
@@ -134,6 +135,7 @@ def test_the_child_times_the_real_steps(tiny_train_cfg):
     assert all(0 < s < 60 for s in seconds.values()), seconds
 
 
+@pytest.mark.slow  # a TensorFlow child process times the recipes
 def test_the_child_times_xla_and_float16_recipes_when_asked(tiny_train_cfg):
     """A GPU's recipes, timed on this CPU: the child builds the GAN under a loss scale and
     with XLA, and reports each recipe it was given."""
@@ -232,6 +234,7 @@ def test_an_xla_step_trains_the_same_bits_twice(tiny_train_cfg, tiny_images):
         GAN(mirrored, tiny_images, jit_compile=True)
 
 
+@pytest.mark.slow  # starts a TensorFlow process
 def test_the_probe_reads_this_machines_onednn():
     """The child process really prints oneDNN's isa line here (x86 TensorFlow uses oneDNN
     unless TF_ENABLE_ONEDNN_OPTS=0); `dcgan bench` reports it."""
@@ -262,12 +265,18 @@ def test_the_gan_trains_in_the_resolved_precision(
     assert gan.generator.weights[0].dtype == "float32"  # variables stay float32
 
 
-def test_the_gan_starts_no_timing_of_its_own(monkeypatch, tiny_train_cfg, tiny_images):
-    """auto is the train stage's to resolve: the model refuses it rather than spawn a child."""
-    monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.2))
+def test_the_gan_refuses_auto_before_any_work(monkeypatch, tiny_train_cfg, tiny_images):
+    """auto is the train stage's to resolve (it times both precisions in a child process):
+    the model refuses it before it seeds, builds or times anything."""
+    from dcgan import training
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the GAN did work before refusing 'auto'")
+
+    for name in ("seed_everything", "build_models", "make_strategy"):
+        monkeypatch.setattr(training, name, no_work)
     with pytest.raises(ValueError, match="resolved precision, not 'auto'"):
         GAN(auto(tiny_train_cfg), tiny_images)
-    assert precision.measure.calls == 0
 
 
 def snapshot(model):
@@ -345,6 +354,7 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     assert MlflowClient(tracking_uri()).get_run(run.info.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow  # runs the train and export stages
 def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
     monkeypatch, tmp_path, repo_params, caplog
 ):
