@@ -59,11 +59,6 @@ def frame(path: Path, iteration: int, last: int):
     return canvas
 
 
-def save_gif(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
-    """``path``: one frame per grid in ``folder``, in iteration order, looping forever."""
-    return write_gif(grid_files(folder), path)
-
-
 def write_gif(grids: list[tuple[int, Path]], path: str | os.PathLike[str]) -> Path:
     """``path``: one frame per ``(iteration, grid)`` of :func:`grid_files`, looping forever."""
     last = grids[-1][0]  # the train stage always saves the final iteration's grid

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from dcgan import determinism_cost
-from dcgan.config import ExportConfig, TrainConfig
+from dcgan.config import BFLOAT16, FLOAT32, ExportConfig, TrainConfig
 from dcgan.errors import DcganError
 from dcgan.timing import median_seconds
 
@@ -127,17 +127,16 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
     and batch (params.yaml's train block), on one device."""
     import keras
 
-    from dcgan import precision
     from dcgan.data import normalise
     from dcgan.sources import load_sample
     from dcgan.training import GAN
 
-    cfg = dataclasses.replace(train, precision="float32", strategy="default", devices="")
+    cfg = dataclasses.replace(train, precision=FLOAT32, strategy="default", devices="")
     images = normalise(load_sample(0.2, 0).x_train)
     gan = GAN(cfg, images)
     ours = median_seconds(lambda: float(gan.train_step()["g_loss"]), iterations, warmup=3)
     flops = step_flops(gan)
-    gan_bf16 = GAN(dataclasses.replace(cfg, precision="mixed_bfloat16"), images)
+    gan_bf16 = GAN(dataclasses.replace(cfg, precision=BFLOAT16), images)
     ours_bf16 = median_seconds(lambda: float(gan_bf16.train_step()["g_loss"]), iterations, warmup=3)
 
     iteration, g, d, _ = book_loop(cfg, images)
@@ -169,7 +168,7 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
         "ours_mixed_bfloat16_gflop_per_s": flops / 1e9 / ours_bf16,
         "bfloat16_speedup_vs_float32": ours / ours_bf16,
         # what train.precision: auto picks from the same two figures (a tie keeps float32)
-        "auto_precision": precision.BFLOAT16 if ours_bf16 < ours else precision.FLOAT32,
+        "auto_precision": BFLOAT16 if ours_bf16 < ours else FLOAT32,
         # the step's FLOPs at matmul speed: no float32 step on this machine can beat this
         "float32_ceiling_speedup_vs_book": book / (flops / 1e9 / peak),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

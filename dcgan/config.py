@@ -28,16 +28,25 @@ import yaml
 from dcgan.errors import DcganError
 
 PARAMS_FILE = "params.yaml"
-# mixed_float16 is for GPUs (a loss-scaled step); auto: see dcgan/precision.py
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+# train.precision: Keras mixed-precision policy names (mixed_float16 is for GPUs: a
+# loss-scaled step), and auto, which dcgan/precision.py resolves by timing them.
+FLOAT32, BFLOAT16, FLOAT16, AUTO = "float32", "mixed_bfloat16", "mixed_float16", "auto"
+PRECISIONS = (FLOAT32, BFLOAT16, FLOAT16, AUTO)
 STRATEGIES = ("default", "mirrored")
 D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/training.py
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
 SEED_RANGE = (0, 2**32 - 1)
 SEED_REASON = "NumPy's legacy seeding, which Keras uses, takes 32-bit seeds"
-DEVICE = re.compile(r"(CPU|GPU):\d+")
+DEVICE_NAME = re.compile(r"(CPU|GPU):\d+")  # an item of train.devices
+
 MAX_EXPERIMENT_NAME = 256  # MLflow's database column for experiment names
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
+
+
+def listed_devices(devices: str) -> list[str]:
+    """train.devices' items ("GPU:0, GPU:1" -> ["GPU:0", "GPU:1"]); none when it is empty. An
+    empty item stays, for the check to refuse."""
+    return [d.strip() for d in devices.split(",")] if devices.strip() else []
 
 
 class ParamsError(DcganError):
@@ -180,9 +189,9 @@ class TrainConfig:
                 "is only used with train.strategy: mirrored; set the strategy or empty the list",
                 self.devices,
             )
-            for device in self.devices.split(","):
+            for device in listed_devices(self.devices):
                 _check(
-                    DEVICE.fullmatch(device.strip()) is not None,
+                    DEVICE_NAME.fullmatch(device) is not None,
                     "train.devices",
                     "must list devices such as GPU:0,GPU:1 (CPU:N or GPU:N)",
                     self.devices,

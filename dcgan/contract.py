@@ -21,6 +21,9 @@ OUTPUT_NAME = "image"
 BATCH_DIM = "batch"  # the name of the dynamic batch dimension
 # ONNX metadata key: the SHA-256 of the .keras generator the file was exported from.
 GENERATOR_SHA256 = "generator_sha256"
+# The metric generators are ranked by (lower is better): its key in the evaluate stage's
+# metrics, the registry's version tags, the page's card and the training curve.
+FCD = "fcd"
 
 
 def draw_noise(n: int, z_dim: int, seed: int) -> np.ndarray:

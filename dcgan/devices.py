@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from dcgan.config import listed_devices
+
 DEVICE = "device"
 CPU = "cpu"
 # Every key this module may write; on a CPU only DEVICE.
@@ -56,7 +58,7 @@ def used_gpus(strategy: str, devices: str, visible: Sequence[str]) -> list[str]:
     places the step on the first GPU; ``mirrored`` on the listed devices, else on every GPU."""
     if strategy != "mirrored":
         return list(visible[:1])
-    listed = [d.strip() for d in devices.split(",") if d.strip()]
+    listed = listed_devices(devices)
     return [d for d in listed if d.startswith("GPU:")] if listed else list(visible)
 
 

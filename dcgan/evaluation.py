@@ -13,6 +13,7 @@ import tensorflow as tf
 from dcgan import quality
 from dcgan.classifier import feature_head, feature_width
 from dcgan.config import params_error
+from dcgan.contract import FCD
 from dcgan.models import as_float32
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def sample_scores(
     in-training probe (dcgan.probe) both score with it."""
     coverage = quality.class_coverage(probs)
     return {
-        "fcd": quality.frechet_distance(features, reference_features),
+        FCD: quality.frechet_distance(features, reference_features),
         "mnist_score": quality.mnist_score(probs),
         "min_class_share": coverage["min_class_share"],
         "max_class_share": coverage["max_class_share"],
@@ -82,7 +83,7 @@ def quality_metrics(
     gen = sample_scores(gen_probs, gen_feats, test_feats)
     real = sample_scores(test_probs, test_feats, train_feats)
     metrics = {
-        "fcd": gen["fcd"],
+        FCD: gen[FCD],
         "fcd_real_floor": quality.frechet_distance(train_feats, test_feats),
         "mnist_score": gen["mnist_score"],
         "mnist_score_real": real["mnist_score"],

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dcgan.config import PARAMS_FILE, load_all
+from dcgan.config import FLOAT32, PARAMS_FILE, load_all
 from dcgan.errors import DcganError
 from dcgan.files import write_json
 
@@ -129,12 +129,12 @@ def check(args: argparse.Namespace, device: dict[str, str]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 (e.g. no deterministic GPU kernel: say which)
             runs[recipe] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
             continue
-        if recipe == "float32":
+        if recipe == FLOAT32:
             generator = gan.generator
     timed = {r: f for r, f in runs.items() if "seconds_per_iteration" in f}
     fastest = min(timed, key=lambda r: timed[r]["seconds_per_iteration"]) if timed else None
     repeats = {}
-    for recipe in dict.fromkeys(r for r in ("float32", fastest) if r in timed):
+    for recipe in dict.fromkeys(r for r in (FLOAT32, fastest) if r in timed):
         again, _ = train(cfg, images, recipe)
         repeats[recipe] = again["weights_sha256"] == timed[recipe]["weights_sha256"]
     export, evaluate = stages["export"], stages["evaluate"]

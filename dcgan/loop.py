@@ -17,7 +17,7 @@ import numpy as np
 
 from dcgan import checkpoint
 from dcgan.config import TrainConfig
-from dcgan.contract import draw_noise
+from dcgan.contract import FCD, draw_noise
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
 from dcgan.plots import grid_path, save_grid
@@ -189,7 +189,7 @@ def _score(probe: Callable[[], dict[str, float]], iteration: int, history: Histo
     log.info(
         "iteration %d  fcd %.2f  mnist_score %.2f  class shares %.1f-%.1f%%",
         iteration,
-        scores["fcd"],
+        scores[FCD],
         scores["mnist_score"],
         100 * scores["min_class_share"],
         100 * scores["max_class_share"],

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import layers
 
 from dcgan.architecture import D_FILTERS, G_FILTERS, KERNEL, SEED_SHAPE
+from dcgan.config import FLOAT32
 from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
 
 
@@ -74,7 +75,7 @@ def build_discriminator(
 
 
 def build_models(
-    z_dim: int, leaky_slope: float, precision: str = "float32", synchronized_bn: bool = False
+    z_dim: int, leaky_slope: float, precision: str = FLOAT32, synchronized_bn: bool = False
 ) -> tuple[keras.Sequential, keras.Sequential]:
     """(generator, discriminator) computing in ``precision``; variables stay float32.
 
@@ -88,7 +89,7 @@ def build_models(
         discriminator = build_discriminator(leaky_slope, synchronized_bn)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    if precision != "float32":
+    if precision != FLOAT32:
         discriminator = as_float32(discriminator, output_only=True)
     return generator, discriminator
 
@@ -100,7 +101,7 @@ def as_float32(model: keras.Sequential, output_only: bool = False) -> keras.Sequ
     def to_float32(node, is_last: bool) -> None:
         if isinstance(node, dict):
             if node.get("class_name") == "DTypePolicy" and (is_last or not output_only):
-                node["config"]["name"] = "float32"
+                node["config"]["name"] = FLOAT32
             for value in node.values():
                 to_float32(value, is_last)
         elif isinstance(node, list):

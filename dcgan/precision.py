@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dcgan.config import AUTO, BFLOAT16, FLOAT16, FLOAT32
+from dcgan.devices import CPU
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
 from dcgan.timing import machine_name, median_seconds
@@ -42,13 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
-BFLOAT16 = "mixed_bfloat16"
-FLOAT16 = "mixed_float16"
-FLOAT32 = "float32"
 MEASURED = (FLOAT32, BFLOAT16)  # on a CPU: float16 is emulated there, and XLA not asked for
 XLA = "+xla"  # a recipe's suffix: the step compiled by XLA (jit_compile)
-CPU = "cpu"  # dcgan.devices' record of a machine without a GPU
 CACHE_ENV = "DCGAN_CACHE_DIR"
 WARMUP, STEPS = 1, 5  # the first call traces; the median of five is steady on a busy box
 TIMEOUT_S = 600

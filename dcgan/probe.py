@@ -22,12 +22,12 @@ import tensorflow as tf
 
 from dcgan.classifier import feature_head
 from dcgan.config import TrainConfig, params_error
-from dcgan.contract import draw_noise
+from dcgan.contract import FCD, draw_noise
 from dcgan.evaluation import check_sample_count, sample_scores
 from dcgan.saving import load_model
 
 # What the curve records at each interval; the evaluate stage's names, so a reader knows them.
-SCORES = ("fcd", "mnist_score", "min_class_share", "max_class_share")
+SCORES = (FCD, "mnist_score", "min_class_share", "max_class_share")
 BATCH = 500  # images per call of G and of the classifier: 2 000 samples in four
 
 

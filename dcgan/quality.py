@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from dcgan.contract import NUM_CLASSES
+from dcgan.contract import FCD, NUM_CLASSES
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
@@ -87,8 +87,8 @@ def lowest_fcd(rows: list[dict[str, float]]) -> dict[str, float]:
     empty without rows."""
     if not rows:
         return {}
-    row = min(rows, key=lambda r: (r["fcd"], r["iteration"]))
-    return {"best_fcd": row["fcd"], "best_fcd_iteration": int(row["iteration"])}
+    row = min(rows, key=lambda r: (r[FCD], r["iteration"]))
+    return {"best_fcd": row[FCD], "best_fcd_iteration": int(row["iteration"])}
 
 
 def confidence(probs: np.ndarray) -> float:

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.config import TrainConfig, params_error
+from dcgan.config import AUTO, FLOAT16, TrainConfig, listed_devices, params_error
 from dcgan.contract import IMAGE_SHAPE
 from dcgan.determinism import seed_everything
 from dcgan.models import build_models, train_forward
@@ -55,7 +55,7 @@ def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
     e.g. "GPU:0,GPU:1"), or over every visible GPU when empty."""
     if name == "default":
         return tf.distribute.get_strategy()
-    listed = [d.strip() for d in devices.split(",") if d.strip()] or None
+    listed = listed_devices(devices) or None
     # MirroredStrategy takes a device this machine lacks and soft placement quietly runs on
     # the CPU instead; say so before training.
     visible = [d.name.split("device:")[-1] for d in tf.config.list_logical_devices()]
@@ -81,7 +81,7 @@ class GAN:
     def __init__(self, cfg: TrainConfig, images: np.ndarray, jit_compile: bool = False) -> None:
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
-        if cfg.precision == "auto":  # the train stage times it (dcgan.precision.resolve)
+        if cfg.precision == AUTO:  # the train stage times it (dcgan.precision.resolve)
             raise ValueError("GAN takes a resolved precision, not 'auto': resolve it first")
         self.cfg = cfg
         self.precision = cfg.precision
@@ -120,7 +120,7 @@ class GAN:
         down, and a step whose gradients overflowed is skipped (bfloat16 has float32's range
         and needs none of it)."""
         adam = keras.optimizers.Adam(learning_rate, self.cfg.beta_1, self.cfg.beta_2)
-        if self.precision == "mixed_float16":
+        if self.precision == FLOAT16:
             return keras.optimizers.LossScaleOptimizer(adam)
         return adam
 

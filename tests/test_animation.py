@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from dcgan.animation import BAND, save_gif
+from dcgan.animation import BAND, grid_files, write_gif
 from dcgan.errors import DcganError
 from dcgan.plots import save_grid
 
@@ -24,7 +24,7 @@ def grids(folder, iterations):
 def test_one_frame_per_interval_in_iteration_order(tmp_path):
     # Written out of order; iter_1000000.png sorts after iter_200000.png only as a number.
     folder = grids(tmp_path / "samples", [1_000_000, 200, 200_000, 400])
-    gif = save_gif(folder, tmp_path / "progress.gif")
+    gif = write_gif(grid_files(folder), tmp_path / "progress.gif")
     with Image.open(gif) as animation:
         frames = [f.convert("L") for f in ImageSequence.Iterator(animation)]
         assert animation.info["loop"] == 0
@@ -42,8 +42,8 @@ def test_one_frame_per_interval_in_iteration_order(tmp_path):
 
 def test_the_same_grids_make_the_same_bytes(tmp_path):
     folder = grids(tmp_path / "samples", [3, 6])
-    first = save_gif(folder, tmp_path / "a.gif").read_bytes()
-    assert save_gif(folder, tmp_path / "b.gif").read_bytes() == first  # a DVC output
+    first = write_gif(grid_files(folder), tmp_path / "a.gif").read_bytes()
+    assert write_gif(grid_files(folder), tmp_path / "b.gif").read_bytes() == first  # a DVC output
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt"])
@@ -54,6 +54,6 @@ def test_no_grids_is_one_line(tmp_path, case):
     if case == "corrupt":
         (folder / "iter_000003.png").write_bytes(b"not a png")
     with pytest.raises(DcganError, match="run `dvc repro") as info:
-        save_gif(folder, tmp_path / "progress.gif")
+        write_gif(grid_files(folder), tmp_path / "progress.gif")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "progress.gif").exists()

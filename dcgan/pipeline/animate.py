@@ -12,7 +12,6 @@ from dcgan.animation import grid_files, write_gif
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
 from dcgan.pipeline.lineage import GENERATOR_TAG, experiment_of
-from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -23,7 +22,6 @@ def run(
     generator_path: str | os.PathLike[str],
     training_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    store_uri: str | None = None,
 ) -> Path:
     """Write ``out`` from the grids in ``samples``, then log it to the generator's run."""
     grids = grid_files(samples)
@@ -34,7 +32,6 @@ def run(
         GENERATOR_TAG,
         sha256_file(generator_path),
         what="generator",
-        uri=store_uri or tracking_uri(),  # the one resolution of this process
     )
     if tracker is not None:
         tracker.log_artifact(gif)

@@ -21,7 +21,6 @@ from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim
 from dcgan.pipeline import registry
 from dcgan.pipeline.lineage import ONNX_TAG, experiment_of
-from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
@@ -51,7 +50,6 @@ def run(
     classifier_path: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
     outputs: EvaluateOutputs,
-    store_uri: str | None = None,
 ) -> dict[str, Any]:
     """Write the metrics, class shares, a grid of ONNX samples and the samples by predicted
     digit; fail (after writing them) if ONNX and the Keras generator it was exported from
@@ -102,7 +100,6 @@ def run(
         ONNX_TAG,
         onnx_sha256,
         what="ONNX file",
-        uri=store_uri or tracking_uri(),  # the one resolution of this process
     )
     if tracker is not None:
         tracker.log_params(flat_params("evaluate", cfg))

@@ -11,13 +11,12 @@ from pathlib import Path
 import onnx
 
 from dcgan import devices, environment
-from dcgan.config import ExportConfig, flat_params
+from dcgan.config import FLOAT32, ExportConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, read_json, sha256_file
 from dcgan.models import generator_z_dim
 from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
-from dcgan.pipeline.store import tracking_uri
 from dcgan.pipeline.tracking import Tracker
 from dcgan.saving import load_model
 
@@ -30,7 +29,6 @@ def run(
     training_path: str | os.PathLike[str],
     onnx_path: str | os.PathLike[str],
     lock: str | os.PathLike[str] | None = None,
-    store_uri: str | None = None,
 ) -> Path:
     """Convert the generator (trained as ``training_path`` says), write the file whole, then log
     the model into the training's MLflow run. The file's metadata carries the generator's
@@ -55,7 +53,7 @@ def run(
         cfg.opset,
         {
             "params": json.dumps(params, sort_keys=True),
-            "trained_precision": training.get("precision", "float32"),
+            "trained_precision": training.get("precision", FLOAT32),
             "data_sha256": training["data"].get("sha256") or "",
             GENERATOR_SHA256: generator_sha256,  # which .keras file this is (evaluate checks)
             **environment.as_tags(env),
@@ -72,7 +70,6 @@ def run(
         GENERATOR_TAG,
         generator_sha256,
         what="generator",
-        uri=store_uri or tracking_uri(),  # the one resolution of this process
     )
     if tracker is not None:
         tracker.log_params(flat_params("export", cfg))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dcgan.contract import FCD
 from dcgan.errors import DcganError
 from dcgan.pipeline.lineage import MODEL_URI_TAG
 from dcgan.pipeline.retry import call_store
@@ -123,7 +124,7 @@ def promote(name: str, alias: str, uri: str) -> Promotion:
     search = call_store(
         uri, "reading the versions", client.search_model_versions, f"name = '{name}'"
     )
-    versions = [v for v in search if "fcd" in v.tags]
+    versions = [v for v in search if FCD in v.tags]
     if not versions:
         raise DcganError(
             f"no evaluated version of registered model {name!r} at {safe_uri(uri)}; run "
@@ -132,7 +133,7 @@ def promote(name: str, alias: str, uri: str) -> Promotion:
     newest = max(versions, key=lambda v: int(v.version))
     key = tuple(newest.tags.get(k) for k in SAME_INSTRUMENT)
     peers = [v for v in versions if tuple(v.tags.get(k) for k in SAME_INSTRUMENT) == key]
-    best = min(peers, key=lambda v: (float(v.tags["fcd"]), -int(v.version)))
+    best = min(peers, key=lambda v: (float(v.tags[FCD]), -int(v.version)))
     try:
         previous = str(
             call_store(
@@ -149,7 +150,7 @@ def promote(name: str, alias: str, uri: str) -> Promotion:
         alias=alias,
         version=str(best.version),
         previous=previous,
-        fcd=float(best.tags["fcd"]),
+        fcd=float(best.tags[FCD]),
         compared=len(peers),
         skipped=len(versions) - len(peers),
         instrument={k: best.tags.get(k, "") for k in (*SAME_INSTRUMENT, "data_source")},

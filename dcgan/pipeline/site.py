@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME
+from dcgan.config import FLOAT32
+from dcgan.contract import FCD, GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME
 from dcgan.errors import DcganError
 from dcgan.files import atomic_dir, sha256_file, write_json
 from dcgan.pipeline.store import repo_root
@@ -33,7 +34,7 @@ SITE_MODEL = "model.onnx"
 SITE_CARD = "model.json"
 SITE_ANIMATION = "training.gif"
 CARD_METRICS = (
-    "fcd",
+    FCD,
     "fcd_real_floor",
     "mnist_score",
     "mnist_score_real",
@@ -157,7 +158,7 @@ def model_card(onnx_path: Path, metrics_path: Path) -> dict[str, Any]:
         "z_dim": z_dim,
         "model": SITE_MODEL,
         "params": {k: params[k] for k in CARD_PARAMS if k in params},
-        "precision": meta.get("trained_precision", "float32"),
+        "precision": meta.get("trained_precision", FLOAT32),
         "generator_sha256": meta.get(GENERATOR_SHA256, ""),
         "onnx_sha256": sha256_file(onnx_path),
         "metrics": {k: metrics[k] for k in CARD_METRICS if k in metrics},

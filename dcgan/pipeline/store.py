@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dcgan.errors import DcganError
+from dcgan.pipeline.layout import DVC_FILE
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 
@@ -26,7 +27,7 @@ def repo_root(start: str | os.PathLike[str] | None = None) -> Path:
         if parts[i] == ".dvc" and parts[i + 1] == "tmp" and parts[i + 2] == "exps":
             return Path(*parts[:i])
     for candidate in (here, *here.parents):
-        if (candidate / "dvc.yaml").is_file() or (candidate / ".dvc").is_dir():
+        if (candidate / DVC_FILE).is_file() or (candidate / ".dvc").is_dir():
             return candidate
     return here
 
@@ -279,7 +280,7 @@ def mlflow_uris(uri: str, experiment_id: str | None = None) -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     names = (
-        "MLFLOW_TRACKING_URI",
+        ENV_URI,
         "MLFLOW_REGISTRY_URI",
         "MLFLOW_EXPERIMENT_ID",
         "MLFLOW_EXPERIMENT_NAME",

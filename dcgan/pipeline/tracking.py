@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from dcgan.pipeline import packaging
 from dcgan.pipeline.lineage import find_runs
 from dcgan.pipeline.retry import bounded_requests, call_store, cause, retry_seconds
-from dcgan.pipeline.store import artifact_location, safe_uri, store_lock
+from dcgan.pipeline.store import artifact_location, safe_uri, store_lock, tracking_uri
 from dcgan.pipeline.watcher import Watcher, close_abandoned
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,14 @@ class Tracker:
 
     @classmethod
     def for_artifact(
-        cls, experiment: str | None, tag: str, sha256: str, what: str, uri: str
+        cls, experiment: str | None, tag: str, sha256: str, what: str, uri: str | None = None
     ) -> Tracker | None:
         """The newest run of ``experiment`` tagged ``tag=sha256``: the run that made (or, after
         a rerun with the same params, last made) that file. None, with a warning, if the file
         names no experiment or this store has no such run (e.g. the file came from ``dvc
-        pull`` or another store)."""
+        pull`` or another store). ``uri``: the store, by default the one this process
+        resolves (:func:`dcgan.pipeline.store.tracking_uri`)."""
+        uri = uri or tracking_uri()
         if not experiment:
             log.warning("the %s names no MLflow experiment; not logging this stage to MLflow", what)
             return None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dcgan.errors import DcganError
+from dcgan.pipeline.store import ENV_URI
 from dcgan.stack.supervise import Proc
 
 DEFAULT_FOLDER = Path(".stack")
@@ -53,7 +54,7 @@ class Stack:
     def client_env(self) -> dict[str, str]:
         """All an MLflow client needs: no S3 key (the server proxies artifacts)."""
         return {
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            ENV_URI: self.tracking_uri,
             "MLFLOW_TRACKING_USERNAME": ADMIN,
             "MLFLOW_TRACKING_PASSWORD": self.secrets["mlflow_admin"],
         }

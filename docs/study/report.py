@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from dcgan.contract import FCD
 from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
 from dcgan.pipeline.lineage import QUALITY_PREFIX
@@ -71,7 +72,7 @@ def table(found: dict) -> str:
             step = first_below(curve, threshold)
             cells.append("not reached" if step is None else f"{step} ({cpu * step / 60:.0f})")
         low_step, low = min(curve, key=lambda sv: (sv[1], sv[0]))
-        final = f"{metrics['fcd']:.2f}" if "fcd" in metrics else "not evaluated"
+        final = f"{metrics[FCD]:.2f}" if FCD in metrics else "not evaluated"
         lines.append(
             f"| {recipe} | {FLAGS.get(recipe, '?')} | {run.data.params['train.iterations']} "
             f"| {' | '.join(cells)} | {low:.2f} at {low_step} | {final} | {cpu:.3f} |"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from dcgan.contract import FCD
 from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
 from dcgan.pipeline.store import safe_uri, tracking_uri
@@ -48,13 +49,13 @@ def runs(uri: str) -> dict[str, list]:
         return found
     for run in client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'"):
         match = NAME.fullmatch(run.data.tags.get("dvc_exp_name", ""))
-        if match and "fcd" in run.data.metrics:
+        if match and FCD in run.data.metrics:
             found[match["recipe"]].append(run)
     return found
 
 
 def mean_fcd(runs: list) -> float:
-    return statistics.mean(r.data.metrics["fcd"] for r in runs)
+    return statistics.mean(r.data.metrics[FCD] for r in runs)
 
 
 def table(found: dict[str, list]) -> str:
@@ -66,7 +67,7 @@ def table(found: dict[str, list]) -> str:
     for recipe in sorted(found, key=lambda r: mean_fcd(found[r])):
         rs = found[recipe]
         m = [r.data.metrics for r in rs]
-        fcd = [x["fcd"] for x in m]
+        fcd = [x[FCD] for x in m]
         iterations = int(rs[0].data.params["train.iterations"])
         cpu = statistics.mean(x["cpu_seconds_per_iteration"] for x in m) * iterations / 60
         lines.append(
@@ -102,7 +103,7 @@ def grids(found: dict[str, list], uri: str, out: Path) -> None:
                 (image.width // 2, 18),
                 f"{recipe}, seed {run.data.params['train.seed']}, "
                 f"{run.data.params['train.iterations']} iterations: "
-                f"FCD {run.data.metrics['fcd']:.1f}, MNIST score "
+                f"FCD {run.data.metrics[FCD]:.1f}, MNIST score "
                 f"{run.data.metrics['mnist_score']:.2f}",
                 fill=0,
                 font=ImageFont.load_default(size=22),
