@@ -1,24 +1,21 @@
 """classifier: the MNIST CNN that measures sample quality; the work is in
 dcgan.pipeline.classifier."""
 
-import argparse
 import sys
 
-from dcgan.config import load_config, params_file
+from dcgan.config import params_file
 from dcgan.errors import run_main
-from dcgan.files import remove_leftovers
+from dcgan.pipeline.shell import stage_args
+
+PATHS = {
+    "--data": "prepared data folder",
+    "--model": "model to write",
+    "--report": "accuracy report",
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", required=True, help="params file (block classifier:)")
-    parser.add_argument("--data", required=True, help="prepared data folder")
-    parser.add_argument("--model", required=True, help="model to write")
-    parser.add_argument("--report", required=True, help="accuracy report")
-    args = parser.parse_args()
-    remove_leftovers(*vars(args).values())  # of a run killed mid-write
-    cfg = load_config("classifier", args.params)
-
+    args, cfg = stage_args(__doc__, PATHS, stage="classifier")
     from dcgan.pipeline import classifier
 
     with params_file(args.params):

@@ -1,30 +1,26 @@
 """evaluate: ONNX vs Keras parity and sample quality. The work is in dcgan.pipeline.evaluate;
 every path comes from dvc.yaml's cmd."""
 
-import argparse
 import sys
 
-from dcgan.config import load_config, params_file
+from dcgan.config import params_file
 from dcgan.errors import run_main
-from dcgan.files import remove_leftovers
+from dcgan.pipeline.shell import stage_args
+
+PATHS = {
+    "--onnx": "exported generator",
+    "--generator": "the Keras generator it was exported from",
+    "--classifier": "the MNIST classifier that scores samples",
+    "--data": "prepared real images",
+    "--metrics": "metrics JSON to write (DVC metrics)",
+    "--class-shares": "JSON of each predicted digit's share",
+    "--grid": "PNG of the first 64 samples",
+    "--by-class": "PNG of samples by predicted digit",
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add = parser.add_argument
-    add("--params", required=True, help="params file (block evaluate:)")
-    add("--onnx", required=True, help="exported generator")
-    add("--generator", required=True, help="the Keras generator it was exported from")
-    add("--classifier", required=True, help="the MNIST classifier that scores samples")
-    add("--data", required=True, help="prepared real images")
-    add("--metrics", required=True, help="metrics JSON to write (DVC metrics)")
-    add("--class-shares", required=True, help="JSON of each predicted digit's share")
-    add("--grid", required=True, help="PNG of the first 64 samples")
-    add("--by-class", required=True, help="PNG of samples by predicted digit")
-    args = parser.parse_args()
-    remove_leftovers(*vars(args).values())  # of a run killed mid-write
-    cfg = load_config("evaluate", args.params)
-
+    args, cfg = stage_args(__doc__, PATHS, stage="evaluate")
     from dcgan.pipeline import evaluate
 
     outputs = evaluate.EvaluateOutputs(

@@ -1,25 +1,22 @@
 """export: generator.keras -> generator.onnx with tf2onnx. The work is in dcgan.pipeline.export;
 every path comes from dvc.yaml's cmd."""
 
-import argparse
 import sys
 
-from dcgan.config import load_config
 from dcgan.errors import run_main
-from dcgan.files import read_json, remove_leftovers
+from dcgan.files import read_json
+from dcgan.pipeline.shell import stage_args
+
+PATHS = {
+    "--generator": "trained generator .keras",
+    "--training": "the train stage's JSON record",
+    "--out": "ONNX file to write",
+}
+LOCK = {"--lock": "uv.lock that installed the environment (recorded)"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add = parser.add_argument
-    add("--params", required=True, help="params file (block export:)")
-    add("--generator", required=True, help="trained generator .keras")
-    add("--training", required=True, help="the train stage's JSON record")
-    add("--out", required=True, help="ONNX file to write")
-    add("--lock", help="uv.lock that installed the environment (recorded)")
-    args = parser.parse_args()
-    remove_leftovers(*vars(args).values())  # of a run killed mid-write
-    cfg = load_config("export", args.params)
+    args, cfg = stage_args(__doc__, PATHS, stage="export", optional=LOCK)
     read_json(args.training, "train")  # a missing or broken record fails before TensorFlow loads
 
     from dcgan.pipeline import export

@@ -1,34 +1,32 @@
 """train: the book's DCGAN on the prepared data, logged to MLflow; the work is in
 dcgan.pipeline.train. Every path comes from dvc.yaml's cmd."""
 
-import argparse
 import sys
 
-from dcgan.config import load_config, params_file
+from dcgan.config import params_file
 from dcgan.errors import run_main
-from dcgan.files import remove_leftovers
+from dcgan.pipeline.shell import stage_args
 from dcgan.pipeline.store import check_tracking_store
+
+PATHS = {
+    "--data": "prepared data folder",
+    "--generator": "generator .keras to write",
+    "--discriminator": "discriminator .keras to write",
+    "--training": "JSON record of what made the models",
+    "--samples": "folder for the fixed-noise grids",
+    "--losses": "loss plot PNG",
+    "--history": "history CSV (DVC plots)",
+    "--metrics": "final losses and lowest FCD JSON (DVC metrics)",
+    "--quality": "quality scores during training JSON (DVC plots)",
+    "--classifier": "the classifier stage's .keras (train.eval_interval)",
+    "--checkpoints": "checkpoint folder; a crashed run resumes from it",
+}
+LOCK = {"--lock": "uv.lock that installed the environment (recorded)"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add = parser.add_argument
-    add("--params", required=True, help="params file (block train:)")
-    add("--data", required=True, help="prepared data folder")
-    add("--generator", required=True, help="generator .keras to write")
-    add("--discriminator", required=True, help="discriminator .keras to write")
-    add("--training", required=True, help="JSON record of what made the models")
-    add("--samples", required=True, help="folder for the fixed-noise grids")
-    add("--losses", required=True, help="loss plot PNG")
-    add("--history", required=True, help="history CSV (DVC plots)")
-    add("--metrics", required=True, help="final losses and lowest FCD JSON (DVC metrics)")
-    add("--quality", required=True, help="quality scores during training JSON (DVC plots)")
-    add("--classifier", required=True, help="the classifier stage's .keras (train.eval_interval)")
-    add("--checkpoints", required=True, help="checkpoint folder; a crashed run resumes from it")
-    add("--lock", help="uv.lock that installed the environment (recorded)")
-    args = parser.parse_args()
-    remove_leftovers(*vars(args).values())  # of a run killed mid-write
-    cfg = load_config("train", args.params)  # fails on bad params before TensorFlow loads
+    # a bad param stops here, before TensorFlow loads
+    args, cfg = stage_args(__doc__, PATHS, stage="train", optional=LOCK)
     store_uri = check_tracking_store()  # and on an unreachable or read-only MLflow store
 
     from dcgan.pipeline import train  # imports TensorFlow; seeds everything from cfg.seed
