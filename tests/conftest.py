@@ -157,6 +157,19 @@ def write_params(path: Path, **overrides: dict) -> Path:
     return path
 
 
+def run_docs_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a report script under docs/ (e.g. "sweep/report.py") as a user does, from the
+    repository's root with the package importable; its output is returned, not checked."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "docs" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
 def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
     """Run a command; on failure show its output in the assertion."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

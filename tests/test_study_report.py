@@ -3,27 +3,17 @@ MLflow store."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "docs" / "study" / "report.py"
+from .conftest import run_docs_script
 
 
 def _report(uri: str, figure: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPORT), uri, "--figure", str(figure)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_docs_script("study/report.py", uri, "--figure", str(figure))
 
 
 def _log_run(client, experiment, name, curve, status="FINISHED", fcd=None) -> None:

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "docs" / "sweep" / "report.py"
+from .conftest import run_docs_script
+
 GRID = (60, 40)  # width, height of each run's stand-in onnx_samples.png
 
 
 def _report(uri: str, grids: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPORT), uri, "--grids", str(grids)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_docs_script("sweep/report.py", uri, "--grids", str(grids))
 
 
 def _log_sweep_run(

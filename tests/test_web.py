@@ -267,32 +267,19 @@ DRAWN = """return Array.from(document.querySelectorAll('canvas, svg.marks')).map
 
 @pytest.fixture(scope="module")
 def plots_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A git clone-alike holding the committed dvc.yaml, params and reports (the plots' data),
-    with the offline template installed as ./run installs it."""
-    import os
+    """A git copy of the repository (its committed reports are the plots' data), with the
+    offline template installed as ./run installs it."""
     import subprocess
     import sys
 
-    from .conftest import run
+    from .conftest import make_repo, run
 
-    repo = tmp_path_factory.mktemp("plots")
-    for name in ("dvc.yaml", "params.yaml", "reports", ".dvc/config", ".dvc/.gitignore"):
-        src = ROOT / name
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, repo / name)
-    (repo / "web").mkdir()
-    (repo / "web/node_modules").symlink_to(WEB / "node_modules")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com")
-    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]):
-        run(cmd, repo, env)
-    run(["git", "commit", "-q", "-m", "plots"], repo, env)
+    repo, env = make_repo(tmp_path_factory.mktemp("plots"), {})
     run([sys.executable, "-m", "dcgan.plots_offline"], repo, env)
-    assert not subprocess.run(
+    status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout  # template and config: ignored
+    )
+    assert not status.stdout  # the template and the config naming it: both ignored
     return repo, env
 
 

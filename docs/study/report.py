@@ -46,7 +46,7 @@ def curves(uri: str) -> dict[str, tuple[object, list[tuple[int, float]]]]:
         match = NAME.fullmatch(run.data.tags.get("dvc_exp_name", ""))
         if not match:
             continue
-        history = client.get_metric_history(run.info.run_id, f"{QUALITY_PREFIX}fcd")
+        history = client.get_metric_history(run.info.run_id, f"{QUALITY_PREFIX}{FCD}")
         if history:
             found[match["recipe"]] = (run, sorted((m.step, m.value) for m in history))
     return found
