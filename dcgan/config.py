@@ -70,13 +70,14 @@ def params_error(message: str) -> ParamsError:
 
 
 @contextmanager
-def params_file(path: str | os.PathLike[str]) -> Iterator[None]:
+def params_file(path: str | os.PathLike[str] | None) -> Iterator[None]:
     """Name ``path`` in the params errors raised inside: the stages' work finds some values
-    unusable only once it has the data or the machine (a batch larger than the data)."""
+    unusable only once it has the data or the machine (a batch larger than the data). None: a
+    stage without a params block."""
     try:
         yield
     except ParamsError as exc:
-        exc.file = exc.file or str(path)
+        exc.file = exc.file or (str(path) if path is not None else None)
         raise
 
 
@@ -278,6 +279,12 @@ class EvaluateConfig:
             "must be a name of letters, digits, '.', '_' and '-' (MLflow's registry)",
             self.registered_model,
         )
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """The config of a stage without a params block (animate, site), so that every stage's
+    ``run`` takes ``(cfg, paths)``."""
 
 
 STAGES: dict[str, type] = {

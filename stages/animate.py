@@ -3,22 +3,18 @@ dcgan.pipeline.animate; every path comes from dvc.yaml's cmd."""
 
 import sys
 
+from dcgan.config import params_file
 from dcgan.errors import run_main
+from dcgan.pipeline.paths import AnimatePaths
 from dcgan.pipeline.shell import stage_args
-
-PATHS = {
-    "--samples": "folder of iter_NNNNNN.png grids (the train stage's)",
-    "--generator": "trained generator .keras (finds its MLflow run)",
-    "--training": "the train stage's JSON record",
-    "--out": "GIF to write",
-}
 
 
 def main() -> None:
-    args, _ = stage_args(__doc__, PATHS, outputs=["--out"])
+    cfg, paths, params = stage_args(__doc__, "animate", AnimatePaths)
     from dcgan.pipeline import animate
 
-    animate.run(args.samples, args.generator, args.training, args.out)
+    with params_file(params):
+        animate.run(cfg, paths)
 
 
 if __name__ == "__main__":

@@ -5,21 +5,16 @@ import sys
 
 from dcgan.config import params_file
 from dcgan.errors import run_main
+from dcgan.pipeline.paths import ClassifierPaths
 from dcgan.pipeline.shell import stage_args
-
-PATHS = {
-    "--data": "prepared data folder",
-    "--model": "model to write",
-    "--report": "accuracy report",
-}
 
 
 def main() -> None:
-    args, cfg = stage_args(__doc__, PATHS, stage="classifier")
+    cfg, paths, params = stage_args(__doc__, "classifier", ClassifierPaths)
     from dcgan.pipeline import classifier
 
-    with params_file(args.params):
-        classifier.run(cfg, args.data, args.model, args.report)
+    with params_file(params):
+        classifier.run(cfg, paths)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,16 @@ import sys
 
 from dcgan.config import params_file
 from dcgan.errors import run_main
+from dcgan.pipeline.paths import PreparePaths
 from dcgan.pipeline.shell import stage_args
 
 
 def main() -> None:
-    args, cfg = stage_args(__doc__, {"--out": "output folder"}, stage="prepare")
+    cfg, paths, params = stage_args(__doc__, "prepare", PreparePaths)
     from dcgan.pipeline import prepare
 
-    with params_file(args.params):
-        prepare.run(cfg, args.out)
+    with params_file(params):
+        prepare.run(cfg, paths)
 
 
 if __name__ == "__main__":

@@ -102,20 +102,19 @@ def stage_paths(stage: str, root: Path) -> dict[str, Path]:
     return {k: root / v for k, v in stage_args(stage, ROOT).items()}
 
 
-def train_outputs(root: Path):
-    """The train stage's outputs as dvc.yaml names them, under ``root``."""
-    from dcgan.pipeline.train import TrainOutputs
+def paths_of(stage: str, root: Path, **given: Path | str | None):
+    """The stage's paths (dcgan.pipeline.paths): every output it must write as dvc.yaml names
+    it, under ``root``, and what it reads, or any output replaced, by keyword."""
+    from dcgan.pipeline import paths
 
-    paths = stage_paths("train", root)
-    return TrainOutputs(**{f.name: paths[f.name] for f in dataclasses.fields(TrainOutputs)})
-
-
-def evaluate_outputs(root: Path):
-    """The evaluate stage's outputs as dvc.yaml names them, under ``root``."""
-    from dcgan.pipeline.evaluate import EvaluateOutputs
-
-    paths = stage_paths("evaluate", root)
-    return EvaluateOutputs(**{f.name: paths[f.name] for f in dataclasses.fields(EvaluateOutputs)})
+    cls = getattr(paths, f"{stage.capitalize()}Paths")
+    named = stage_paths(stage, root)
+    outputs = {
+        f.name: named[f.name]
+        for f in dataclasses.fields(cls)
+        if f.metadata["kind"] == paths.WRITTEN and f.default is dataclasses.MISSING
+    }
+    return cls(**{**outputs, **given})
 
 
 def stage_command(stage: str, root: Path, **replace: str | Path) -> list[str]:

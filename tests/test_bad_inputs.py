@@ -10,8 +10,9 @@ import pytest
 
 from dcgan.config import PrepareConfig
 from dcgan.errors import DcganError, run_main
+from dcgan.pipeline.paths import PreparePaths
 
-from .conftest import ROOT, evaluate_outputs, run_without_tensorflow, stage_command
+from .conftest import ROOT, paths_of, run_without_tensorflow, stage_command, stage_paths
 
 
 def test_keras_file_with_a_lambda_layer_is_refused(tmp_path):
@@ -34,7 +35,9 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys)
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x_train.npy"))
 
     monkeypatch.setattr(data.np, "save", full)
-    code = run_main(lambda: prepare.run(PrepareConfig("sample", 0.2, 0), tmp_path / "out"))
+    code = run_main(
+        lambda: prepare.run(PrepareConfig("sample", 0.2, 0), PreparePaths(tmp_path / "out"))
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "No space left on device" in err[0] and "free space" in err[0]
@@ -111,11 +114,14 @@ def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
     with pytest.raises(DcganError, match="takes z of width 100 but .* takes 64"):
         evaluate.run(
             EvaluateConfig(10, 0, 1e-4, "dcgan-generator"),
-            tmp_path / "g.onnx",
-            tmp_path / "generator.keras",
-            tmp_path / "mnist_classifier.keras",
-            tmp_path,
-            evaluate_outputs(tmp_path),
+            paths_of(
+                "evaluate",
+                tmp_path,
+                onnx=tmp_path / "g.onnx",
+                generator=tmp_path / "generator.keras",
+                classifier=tmp_path / "mnist_classifier.keras",
+                data=tmp_path,
+            ),
         )
     assert not (tmp_path / "metrics.json").exists()
-    assert not evaluate_outputs(tmp_path).metrics.exists()
+    assert not stage_paths("evaluate", tmp_path)["metrics"].exists()

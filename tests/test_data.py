@@ -13,6 +13,7 @@ from dcgan.config import PrepareConfig
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.pipeline import prepare
+from dcgan.pipeline.paths import PreparePaths
 from dcgan.sources import stratified_split
 
 from .conftest import ROOT, write_params
@@ -21,7 +22,7 @@ from .conftest import ROOT, write_params
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("prep") / "prepared"
-    meta = prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), out)
+    meta = prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), PreparePaths(out))
     return out, meta
 
 
@@ -65,7 +66,9 @@ def make_npz(path, n_train=12, n_test=6, **overrides):
 
 def test_npz_source_round_trip(tmp_path):
     src = make_npz(tmp_path / "mnist.npz")
-    prepare.run(PrepareConfig(source=str(src), test_fraction=0.2, seed=0), tmp_path / "out")
+    prepare.run(
+        PrepareConfig(source=str(src), test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+    )
     data = load_prepared(tmp_path / "out")
     with np.load(src) as raw:
         assert np.allclose(data.x_train[..., 0], raw["x_train"] / 127.5 - 1.0, atol=1e-6)
@@ -99,7 +102,10 @@ def test_bad_npz_is_refused_and_nothing_is_written(tmp_path, case):
     overrides, message = BAD_NPZ[case]
     src = make_npz(tmp_path / "bad.npz", **overrides)
     with pytest.raises(DcganError, match=message):
-        prepare.run(PrepareConfig(source=str(src), test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source=str(src), test_fraction=0.2, seed=0),
+            PreparePaths(tmp_path / "out"),
+        )
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == [src]  # no temporary folder left behind
 
@@ -108,12 +114,17 @@ def test_truncated_npz(tmp_path):
     src = make_npz(tmp_path / "mnist.npz")
     src.write_bytes(src.read_bytes()[:3000])
     with pytest.raises(DcganError, match="is not a readable .npz"):
-        prepare.run(PrepareConfig(source=str(src), test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source=str(src), test_fraction=0.2, seed=0),
+            PreparePaths(tmp_path / "out"),
+        )
 
 
 def test_unknown_source(tmp_path):
     with pytest.raises(DcganError, match="neither 'mnist', 'sample', 'keras' nor an existing"):
-        prepare.run(PrepareConfig(source="mnst", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source="mnst", test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+        )
 
 
 def test_keras_source_offline_names_the_offline_sources(tmp_path, monkeypatch):
@@ -127,7 +138,9 @@ def test_keras_source_offline_names_the_offline_sources(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
     with pytest.raises(DcganError) as info:
-        prepare.run(PrepareConfig(source="keras", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source="keras", test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+        )
     message = str(info.value)
     assert "download" in message and "failed" in message
     assert "sample" in message and ".npz" in message and "\n" not in message

@@ -12,6 +12,7 @@ from dcgan.contract import draw_noise
 from dcgan.evaluation import keras_generate
 from dcgan.export import generator_to_onnx
 from dcgan.pipeline import evaluate
+from dcgan.pipeline.paths import EvaluatePaths, PreparePaths
 from dcgan.sampling import generate, load_session, z_dim_of
 
 
@@ -33,7 +34,9 @@ def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     from dcgan.pipeline import prepare
 
     build_classifier().save(folder / "mnist_classifier.keras")
-    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), folder / "prepared")
+    prepare.run(
+        PrepareConfig(source="sample", test_fraction=0.2, seed=0), PreparePaths(folder / "prepared")
+    )
     return gan.generator, folder
 
 
@@ -79,20 +82,17 @@ def _evaluate(folder, reports, tolerance, classifier="mnist_classifier.keras", n
     cfg = EvaluateConfig(
         num_samples=num_samples, seed=0, tolerance=tolerance, registered_model="dcgan-generator"
     )
-    outputs = evaluate.EvaluateOutputs(
+    paths = EvaluatePaths(
+        onnx=folder / "generator.onnx",
+        generator=folder / "generator.keras",
+        classifier=folder / classifier,
+        data=folder / "prepared",
         metrics=reports / "metrics.json",
         class_shares=reports / "class_shares.json",
         grid=reports / "onnx_samples.png",
         by_class=reports / "samples_by_class.png",
     )
-    return evaluate.run(
-        cfg,
-        folder / "generator.onnx",
-        folder / "generator.keras",
-        folder / classifier,
-        folder / "prepared",
-        outputs,
-    )
+    return evaluate.run(cfg, paths)
 
 
 def test_evaluate_writes_metrics_and_grid(trained, tmp_path):

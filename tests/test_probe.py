@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from dcgan.errors import DcganError
+from dcgan.pipeline.paths import PreparePaths
 
-from .conftest import train_outputs
+from .conftest import paths_of
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,9 @@ def prepared(tmp_path_factory, repo_params):
     from dcgan.saving import save_model
 
     root = tmp_path_factory.mktemp("probe")
-    prepare.run(dataclasses.replace(repo_params["prepare"], source="sample"), root / "data")
+    prepare.run(
+        dataclasses.replace(repo_params["prepare"], source="sample"), PreparePaths(root / "data")
+    )
     save_model(build_classifier(), root / "classifier.keras")
     return root
 
@@ -41,11 +44,14 @@ def train(cfg, prepared, out, eval_interval):
 
     stage.run(
         dataclasses.replace(cfg, eval_interval=eval_interval),
-        prepared / "data",
-        train_outputs(out),
-        checkpoint_dir=out / "ckpt",
+        paths_of(
+            "train",
+            out,
+            data=prepared / "data",
+            checkpoints=out / "ckpt",
+            classifier=prepared / "classifier.keras",
+        ),
         progress=False,
-        classifier=prepared / "classifier.keras",
     )
     return out
 
@@ -134,8 +140,7 @@ def test_too_few_samples_or_no_classifier_is_one_line_before_training(cfg, prepa
     with pytest.raises(DcganError, match=r"pass --classifier .* or set train\.eval_interval: 0"):
         stage.run(
             dataclasses.replace(cfg, eval_interval=2),
-            prepared / "data",
-            train_outputs(tmp_path / "none"),
+            paths_of("train", tmp_path / "none", data=prepared / "data"),
             progress=False,
         )
     assert not (tmp_path / "few/models").exists() and not (tmp_path / "none/models").exists()

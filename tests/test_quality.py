@@ -8,6 +8,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from dcgan import quality
+from dcgan.pipeline.paths import PreparePaths
 
 
 def test_frechet_distance_identities():
@@ -89,7 +90,7 @@ def real(tmp_path_factory):
     from dcgan.pipeline import prepare
 
     out = tmp_path_factory.mktemp("q") / "prepared"
-    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), out)
+    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), PreparePaths(out))
     return load_prepared(out)
 
 

@@ -16,16 +16,16 @@ import pytest
 
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
+from dcgan.pipeline.paths import ClassifierPaths, ExportPaths, PreparePaths
 from dcgan.pipeline.serving import MAX_BATCH
 from dcgan.pipeline.store import mlflow_uris
 
 from .conftest import (
     ROOT,
-    evaluate_outputs,
     free_port,
+    paths_of,
     stage_paths,
     stop_group,
-    train_outputs,
     wait_until_serving,
     write_params,
 )
@@ -37,7 +37,7 @@ MODEL = "dcgan-generator"
 
 def pipeline(root, seed: int, store: str, monkeypatch, exp_name: str | None = None) -> dict:
     """prepare (once), train, classifier (once), export and evaluate on tiny data."""
-    from dcgan.pipeline import classifier, evaluate, export, prepare, train
+    from dcgan.pipeline import classifier, export, prepare, train
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     if exp_name:
@@ -47,26 +47,40 @@ def pipeline(root, seed: int, store: str, monkeypatch, exp_name: str | None = No
     cfg = load_all(ROOT / "params.yaml")
     data, work = root / "data", root / f"seed{seed}"
     if not data.exists():
-        prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), data)
+        prepare.run(dataclasses.replace(cfg["prepare"], source="sample"), PreparePaths(data))
         classifier.run(
             dataclasses.replace(cfg["classifier"], epochs=1),
-            data,
-            root / "classifier.keras",
-            root / "classifier.json",
+            ClassifierPaths(
+                data=data, model=root / "classifier.keras", report=root / "classifier.json"
+            ),
         )
     small = dataclasses.replace(
         cfg["train"], iterations=2, batch_size=8, sample_interval=1, eval_interval=0, seed=seed
     )
-    train.run(small, data, train_outputs(work), progress=False)
-    paths = {**stage_paths("export", work), **stage_paths("evaluate", work)}
-    export.run(cfg["export"], paths["generator"], paths["training"], paths["out"])
+    train.run(small, paths_of("train", work, data=data), progress=False)
+    paths = stage_paths("export", work)
+    export.run(
+        cfg["export"],
+        ExportPaths(generator=paths["generator"], training=paths["training"], out=paths["out"]),
+    )
+    return evaluate_at(work, root, cfg["evaluate"])
+
+
+def evaluate_at(work: Path, root: Path, cfg):
+    """The evaluate stage on the ONNX file under ``work``, scored with ``root``'s classifier."""
+    from dcgan.pipeline import evaluate
+
+    paths = stage_paths("evaluate", work)
     return evaluate.run(
-        dataclasses.replace(cfg["evaluate"], num_samples=300),
-        paths["onnx"],
-        paths["generator"],
-        root / "classifier.keras",
-        data,
-        evaluate_outputs(work),
+        dataclasses.replace(cfg, num_samples=300),
+        paths_of(
+            "evaluate",
+            work,
+            onnx=paths["onnx"],
+            generator=paths["generator"],
+            classifier=root / "classifier.keras",
+            data=root / "data",
+        ),
     )
 
 
@@ -135,20 +149,11 @@ def test_every_evaluated_generator_is_a_version_with_its_metrics(store):
 
 def test_evaluating_the_same_bytes_again_reuses_their_version(store, monkeypatch):
     """`dvc repro -f evaluate` registered versions 3, 4, 5 of identical ONNX bytes."""
-    from dcgan.pipeline import evaluate
 
     root, uri, metrics = store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     work, cfg = root / "seed0", load_all(ROOT / "params.yaml")["evaluate"]
-    paths = stage_paths("evaluate", work)
-    again = evaluate.run(
-        dataclasses.replace(cfg, num_samples=300),
-        paths["onnx"],
-        paths["generator"],
-        root / "classifier.keras",
-        root / "data",
-        evaluate_outputs(work),
-    )
+    again = evaluate_at(work, root, cfg)
     assert again["fcd"] == pytest.approx(metrics[0]["fcd"])
     versions = client(uri).search_model_versions(f"name = '{MODEL}'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]

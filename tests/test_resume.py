@@ -15,6 +15,7 @@ import pytest
 
 from dcgan.config import ClassifierConfig, PrepareConfig
 from dcgan.pipeline import classifier, prepare
+from dcgan.pipeline.paths import ClassifierPaths, PreparePaths
 
 from .conftest import free_port, stage_command, write_params
 
@@ -37,13 +38,15 @@ TRAIN = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("resume")
-    prepare.run(PrepareConfig(source="sample", test_fraction=0.2, seed=0), work / "data")
+    prepare.run(
+        PrepareConfig(source="sample", test_fraction=0.2, seed=0), PreparePaths(work / "data")
+    )
     # The scorer of train.eval_interval: one epoch is enough to give G's samples a curve.
     classifier.run(
         ClassifierConfig(epochs=1, batch_size=128, seed=0),
-        work / "data",
-        work / "classifier.keras",
-        work / "classifier.json",
+        ClassifierPaths(
+            data=work / "data", model=work / "classifier.keras", report=work / "classifier.json"
+        ),
     )
     write_params(work / "params.yaml", train=TRAIN)
     return work

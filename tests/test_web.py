@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from dcgan import plots_offline
+from dcgan.config import NoParams
 from dcgan.contract import draw_noise
 from dcgan.errors import DcganError
 from dcgan.pipeline import site
+from dcgan.pipeline.paths import SitePaths
 from dcgan.sampling import generate, load_session
 
 from .conftest import ROOT
@@ -69,7 +71,16 @@ def built(tmp_path_factory, onnx_file) -> Path:
         pytest.skip("no onnxruntime-web in web/node_modules: npm ci --prefix web")
     folder = tmp_path_factory.mktemp("site")
     (folder / "metrics.json").write_text(json.dumps(METRICS))
-    return site.run(WEB, onnx_file, folder / "metrics.json", None, folder / "site")
+    return site.run(
+        NoParams(),
+        SitePaths(
+            web=WEB,
+            onnx=onnx_file,
+            metrics=folder / "metrics.json",
+            animation=None,
+            out=folder / "site",
+        ),
+    )
 
 
 class Server:
@@ -242,7 +253,16 @@ def test_the_site_needs_the_pinned_onnxruntime_web(tmp_path, onnx_file):
     with pytest.raises(
         DcganError, match=r"onnxruntime-web 1\.\d+\.\d+ is not installed in .*npm ci"
     ):
-        site.run(web, onnx_file, tmp_path / "metrics.json", None, tmp_path / "out")
+        site.run(
+            NoParams(),
+            SitePaths(
+                web=web,
+                onnx=onnx_file,
+                metrics=tmp_path / "metrics.json",
+                animation=None,
+                out=tmp_path / "out",
+            ),
+        )
     assert not (tmp_path / "out").exists()  # nothing half-built
     with pytest.raises(DcganError, match="not found; run `dvc repro export`"):
         site.model_card(tmp_path / "nowhere.onnx", tmp_path / "metrics.json")

@@ -5,32 +5,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from dcgan.animation import grid_files, write_gif
+from dcgan.config import NoParams
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
 from dcgan.pipeline.lineage import GENERATOR_TAG, experiment_of
+from dcgan.pipeline.paths import AnimatePaths
 from dcgan.pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
-def run(
-    samples: str | os.PathLike[str],
-    generator_path: str | os.PathLike[str],
-    training_path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-) -> Path:
-    """Write ``out`` from the grids in ``samples``, then log it to the generator's run."""
-    grids = grid_files(samples)
-    gif = write_gif(grids, out)
+def run(cfg: NoParams, paths: AnimatePaths) -> Path:
+    """Write ``paths.out`` from the grids in ``paths.samples``, then log it to the generator's
+    run."""
+    grids = grid_files(paths.samples)
+    gif = write_gif(grids, paths.out)
     log.info("wrote %s (%d frames, %.0f kB)", gif, len(grids), gif.stat().st_size / 1e3)
     tracker = Tracker.for_artifact(
-        _experiment(Path(training_path)),
+        _experiment(paths.training),
         GENERATOR_TAG,
-        sha256_file(generator_path),
+        sha256_file(paths.generator),
         what="generator",
     )
     if tracker is not None:

@@ -5,7 +5,6 @@ for the ``mnist`` source)."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from dcgan import memory
@@ -13,19 +12,15 @@ from dcgan.classifier import accuracy, feature_head, train_classifier
 from dcgan.config import ClassifierConfig
 from dcgan.data import load_prepared
 from dcgan.files import write_json
+from dcgan.pipeline.paths import ClassifierPaths
 from dcgan.saving import save_model
 
 log = logging.getLogger(__name__)
 
 
-def run(
-    cfg: ClassifierConfig,
-    data_dir: str | os.PathLike[str],
-    model_path: str | os.PathLike[str],
-    report_path: str | os.PathLike[str],
-) -> dict[str, Any]:
+def run(cfg: ClassifierConfig, paths: ClassifierPaths) -> dict[str, Any]:
     """Train on the training split; write the model and its accuracy report."""
-    data = load_prepared(data_dir)
+    data = load_prepared(paths.data)
     memory.check(memory.classifier(cfg, len(data.x_train)), "classifier")
     model = train_classifier(cfg, data.x_train, data.y_train)
     head = feature_head(model)
@@ -35,12 +30,12 @@ def run(
         "train_count": int(len(data.y_train)),
         "test_count": int(len(data.y_test)),
     }
-    save_model(model, model_path)
-    write_json(report_path, report)
+    save_model(model, paths.model)
+    write_json(paths.report, report)
     log.info(
         "classifier: test accuracy %.2f%% on %d images (%s)",
         100 * report["test_accuracy"],
         report["test_count"],
-        model_path,
+        paths.model,
     )
     return report

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from dcgan import memory
@@ -21,6 +18,7 @@ from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim
 from dcgan.pipeline import registry
 from dcgan.pipeline.lineage import ONNX_TAG, experiment_of
+from dcgan.pipeline.paths import EvaluatePaths
 from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
@@ -29,34 +27,13 @@ from dcgan.saving import load_model
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EvaluateOutputs:
-    """Every file the stage writes; dvc.yaml names each one (stages/evaluate.py)."""
-
-    metrics: Path  # JSON: parity and quality metrics (DVC metrics)
-    class_shares: Path  # JSON: the share of each predicted digit
-    grid: Path  # PNG: the first 64 ONNX samples
-    by_class: Path  # PNG: samples in a row per predicted digit
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # the stage passes command-line strings
-            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
-
-
-def run(
-    cfg: EvaluateConfig,
-    onnx_path: str | os.PathLike[str],
-    generator_path: str | os.PathLike[str],
-    classifier_path: str | os.PathLike[str],
-    data_dir: str | os.PathLike[str],
-    outputs: EvaluateOutputs,
-) -> dict[str, Any]:
+def run(cfg: EvaluateConfig, paths: EvaluatePaths) -> dict[str, Any]:
     """Write the metrics, class shares, a grid of ONNX samples and the samples by predicted
     digit; fail (after writing them) if ONNX and the Keras generator it was exported from
     differ beyond the tolerance."""
     # Over 60 lines: the stage's story (sample, compare, score, write, record, register)
     # read top to bottom, as pipeline/train.run is.
-    onnx_path, generator_path = Path(onnx_path), Path(generator_path)
+    onnx_path, generator_path = paths.onnx, paths.generator
     session = load_session(onnx_path)
     z_dim = z_dim_of(session)
     generator = load_model(generator_path, "train")
@@ -74,9 +51,9 @@ def run(
             f"{onnx_path} was exported from another generator than {generator_path} "
             f"(SHA-256 {exported_from[:12]}...); re-export with `dvc repro -f export`"
         )
-    data = load_prepared(data_dir)
+    data = load_prepared(paths.data)
     memory.check(memory.evaluate(cfg, len(data.x_train), len(data.x_test)), "evaluate")
-    classifier = load_model(classifier_path, "classifier")
+    classifier = load_model(paths.classifier, "classifier")
     check_sample_count("evaluate.num_samples", cfg.num_samples, classifier)
 
     z = draw_noise(cfg.num_samples, z_dim, cfg.seed)
@@ -88,10 +65,10 @@ def run(
     scores, probs = quality_metrics(classifier, onnx_images, data.x_test, data.x_train)
     shares = scores.pop("class_shares")
     metrics.update(scores)
-    write_json(outputs.metrics, metrics)
-    write_json(outputs.class_shares, {str(d): s for d, s in enumerate(shares)})
-    grid = save_grid(onnx_images[:64], outputs.grid, cols=8)
-    by_class = save_by_class(onnx_images, probs, outputs.by_class)
+    write_json(paths.metrics, metrics)
+    write_json(paths.class_shares, {str(d): s for d, s in enumerate(shares)})
+    grid = save_grid(onnx_images[:64], paths.grid, cols=8)
+    by_class = save_by_class(onnx_images, probs, paths.by_class)
 
     onnx_params, onnx_sha256 = json.loads(meta.get("params", "{}")), sha256_file(onnx_path)
     # The newest run of the file's experiment (from its params) tagged with its SHA-256.
@@ -115,7 +92,7 @@ def run(
                 {
                     "data_source": onnx_params.get("prepare.source", ""),
                     "data_sha256": meta.get("data_sha256", ""),
-                    "classifier_sha256": sha256_file(classifier_path),
+                    "classifier_sha256": sha256_file(paths.classifier),
                     "onnx_sha256": onnx_sha256,
                 },
             )

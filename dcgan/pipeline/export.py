@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import onnx
@@ -17,28 +16,24 @@ from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, read_json, sha256_file
 from dcgan.models import generator_z_dim
 from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
+from dcgan.pipeline.paths import ExportPaths
 from dcgan.pipeline.tracking import Tracker
 from dcgan.saving import load_model
 
 log = logging.getLogger(__name__)
 
 
-def run(
-    cfg: ExportConfig,
-    generator_path: str | os.PathLike[str],
-    training_path: str | os.PathLike[str],
-    onnx_path: str | os.PathLike[str],
-    lock: str | os.PathLike[str] | None = None,
-) -> Path:
-    """Convert the generator (trained as ``training_path`` says), write the file whole, then log
-    the model into the training's MLflow run. The file's metadata carries the generator's
-    SHA-256 and ``env.*``: ``lock``'s SHA-256 and the key packages' versions."""
-    generator_path, onnx_path = Path(generator_path), Path(onnx_path)
-    training = read_json(training_path, "train")
+def run(cfg: ExportConfig, paths: ExportPaths) -> Path:
+    """Convert the generator (trained as ``paths.training`` says), write ``paths.out`` whole,
+    then log the model into the training's MLflow run. The file's metadata carries the
+    generator's SHA-256 and ``env.*``: ``paths.lock``'s SHA-256 and the key packages'
+    versions."""
+    generator_path, onnx_path = paths.generator, paths.out
+    training = read_json(paths.training, "train")
     trained_in = training.get("environment", {})
     # The conversion runs on the CPU whatever trained the weights: the record keeps the device
     # that trained them.
-    env = {**environment.describe(lock), **devices.of_record(trained_in)}
+    env = {**environment.describe(paths.lock), **devices.of_record(trained_in)}
     if trained_in and trained_in != env:
         log.warning(
             "exporting in another environment than training's (%s; trained with %s)",

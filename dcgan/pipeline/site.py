@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from dcgan.config import FLOAT32
+from dcgan.config import FLOAT32, NoParams
 from dcgan.contract import FCD, GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME
 from dcgan.errors import DcganError
 from dcgan.files import atomic_dir, sha256_file, write_json
+from dcgan.pipeline.paths import SitePaths
 from dcgan.pipeline.store import repo_root
 
 log = logging.getLogger(__name__)
@@ -55,18 +55,12 @@ CARD_PARAMS = (
 )
 
 
-def run(
-    web: str | os.PathLike[str],
-    onnx_path: str | os.PathLike[str],
-    metrics_path: str | os.PathLike[str],
-    animation: str | os.PathLike[str] | None,
-    out: str | os.PathLike[str],
-) -> Path:
-    """Build the site in ``out`` (replaced whole, or left as it was if anything fails)."""
-    web, onnx_path, out = Path(web), Path(onnx_path), Path(out)
+def run(cfg: NoParams, paths: SitePaths) -> Path:
+    """Build the site in ``paths.out`` (replaced whole, or left as it was if anything fails)."""
+    web, onnx_path, out, animation = paths.web, paths.onnx, paths.out, paths.animation
     modules = node_modules(web)
     version = installed_ort(web, modules)
-    card = model_card(onnx_path, Path(metrics_path))
+    card = model_card(onnx_path, paths.metrics)
     card["runtime"] = {ORT_PACKAGE: version, "backend": "wasm", "threads": 1}
     card["animation"] = SITE_ANIMATION if animation is not None else None
     with atomic_dir(out) as tmp:
@@ -77,7 +71,7 @@ def run(
             _copy(dist / name, tmp / name, f"run `npm ci --prefix {web}`")
         shutil.copyfile(onnx_path, tmp / SITE_MODEL)
         if animation is not None:
-            _copy(Path(animation), tmp / SITE_ANIMATION, "run `dvc repro animate`")
+            _copy(animation, tmp / SITE_ANIMATION, "run `dvc repro animate`")
         write_json(tmp / SITE_CARD, card)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     log.info(

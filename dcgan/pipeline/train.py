@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ from dcgan.data import Prepared, load_prepared
 from dcgan.files import write_json
 from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
 from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
+from dcgan.pipeline.paths import TrainPaths
 from dcgan.pipeline.store import check_tracking_store
-from dcgan.pipeline.training_run import TrainingRun, quality_summary
+from dcgan.pipeline.training_run import Origin, TrainingRun, quality_summary
 from dcgan.plots import save_history_plot
 from dcgan.probe import for_training
 from dcgan.quality import lowest_fcd
@@ -42,88 +42,53 @@ from dcgan.training import GAN, STEP_METRICS
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainOutputs:
-    """Every file and folder the stage writes; dvc.yaml names each one (stages/train.py)."""
+def run(cfg: TrainConfig, paths: TrainPaths, *, progress: bool | None = None) -> dict[str, float]:
+    """Train, write the outputs ``paths`` names, record the run in MLflow; returns the final
+    losses.
 
-    generator: Path  # .keras
-    discriminator: Path  # .keras
-    training: Path  # JSON: the params, precision, data and environment behind the models
-    samples: Path  # folder: the fixed-noise grid at each sample_interval
-    losses: Path  # PNG: losses and D accuracy against iteration
-    history: Path  # CSV: one row per sample_interval (DVC plots)
-    metrics: Path  # JSON: the final losses and the lowest FCD seen (DVC metrics)
-    quality: Path  # JSON: the probe's scores at each eval_interval (DVC plots)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # the stage passes command-line strings
-            object.__setattr__(self, f.name, Path(getattr(self, f.name)))
-
-
-def run(
-    cfg: TrainConfig,
-    data_dir: str | os.PathLike[str],
-    outputs: TrainOutputs,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    progress: bool | None = None,
-    lock: str | os.PathLike[str] | None = None,
-    store_uri: str | None = None,
-    params_file: str | os.PathLike[str] | None = None,
-    classifier: str | os.PathLike[str] | None = None,
-) -> dict[str, float]:
-    """Train, write ``outputs``, record the run in MLflow; returns the final losses.
-
-    With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_interval``
+    With ``paths.checkpoints``, a checkpoint is written every ``cfg.checkpoint_interval``
     iterations and one of an unfinished run with the same params, data and environment is
-    resumed (same MLflow run, identical final weights). ``lock`` is the uv.lock that installed
-    this environment: its SHA-256, the key packages' versions and the device (``cpu``, or the
-    GPUs) go into training.json and the MLflow run. ``store_uri`` is a tracking store already
-    checked (the stage checks it before TensorFlow loads); without it the store is resolved
-    and checked here.
-    ``params_file``, the file ``cfg`` was read from, is read again at every interval and
+    resumed (same MLflow run, identical final weights). ``paths.lock`` is the uv.lock that
+    installed this environment: its SHA-256, the key packages' versions and the device
+    (``cpu``, or the GPUs) go into training.json and the MLflow run.
+    ``paths.params``, the file ``cfg`` was read from, is read again at every interval and
     before the outputs are written: if its train block changed meanwhile (another ``dvc exp
     run`` in the same clone), no model is written and the stage fails, so dvc.lock never
     pairs these models with params that did not make them.
-    ``classifier``, the classifier stage's model, scores G every ``cfg.eval_interval``
+    ``paths.classifier``, the classifier stage's model, scores G every ``cfg.eval_interval``
     iterations (dcgan.probe); it is needed unless that is 0.
     """
     # Over 60 lines with its docstring: the stage's story in order, as flax's
     # train_and_evaluate; each step it names is a function below or a module of its own.
-    data = _load_data(cfg, data_dir)
-    params = {**data.meta.get("params", {}), **flat_params("train", cfg)}
+    data = _load_data(cfg, paths.data)
     # The software (lock, versions) and the hardware (cpu, or the GPUs the strategy uses).
-    env = {**environment.describe(lock), **devices.describe(cfg.strategy, cfg.devices)}
-    environment.warn_on_drift(lock, env)
-    store_uri = store_uri or check_tracking_store()
+    env = {**environment.describe(paths.lock), **devices.describe(cfg.strategy, cfg.devices)}
+    environment.warn_on_drift(paths.lock, env)
+    origin = Origin({**data.meta.get("params", {}), **flat_params("train", cfg)}, env, data)
+    store_uri = check_tracking_store()
 
-    _clear(outputs.samples)
-    choice, gan, identity, resumed = _build(cfg, data, params, env, checkpoint_dir, outputs)
+    _clear(paths.samples)
+    choice, gan, identity, resumed = _build(cfg, origin, paths)
     history = History.after(resumed)
-    probe = for_training(cfg, gan.generator, classifier, data.x_test)
+    probe = for_training(cfg, gan.generator, paths.classifier, data.x_test)
     with TrainingRun(
         cfg,
+        paths,
+        origin,
         store_uri,
-        params,
-        env,
-        data,
-        Path(data_dir),
         resumed,
         history,
-        outputs.samples,
-        checkpoint_now=lambda run_id: _checkpoint_now(
-            checkpoint_dir, gan, run_id, identity, history, outputs
-        ),
-        params_file=params_file,
+        checkpoint_now=lambda run_id: _checkpoint_now(paths, gan, run_id, identity, history),
     ) as record:
         record.log_precision(choice)
         callbacks: list[Callback] = [
-            *([WatchParams(cfg, params_file)] if params_file is not None else []),
-            SaveGrid(outputs.samples),
+            *([WatchParams(cfg, paths.params)] if paths.params is not None else []),
+            SaveGrid(paths.samples),
             record.callback(),
         ]
-        if checkpoint_dir is not None:
+        if paths.checkpoints is not None:
             callbacks.append(
-                SaveCheckpoint(checkpoint_dir, gan, record.run_id, identity, outputs.samples)
+                SaveCheckpoint(paths.checkpoints, gan, record.run_id, identity, paths.samples)
             )
         start, cpu_start = time.perf_counter(), time.process_time()
         train_loop(
@@ -137,12 +102,12 @@ def run(
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu_start
         done = cfg.iterations - (resumed.iteration if resumed else 0)
-        if params_file is not None:
-            check_params_unchanged(cfg, params_file)
-        final = _save_outputs(gan, choice, history, params, env, data, outputs)
+        if paths.params is not None:
+            check_params_unchanged(cfg, paths.params)
+        final = _save_outputs(gan, choice, history, origin, paths)
         record.finish(
-            outputs.generator,
-            [outputs.losses, outputs.history, outputs.quality],
+            paths.generator,
+            [paths.losses, paths.history, paths.quality],
             {
                 "seconds_per_iteration": seconds / max(done, 1),
                 # Every thread's CPU time: it compares recipes on a shared machine.
@@ -150,8 +115,8 @@ def run(
                 **quality_summary(history.quality, probe, seconds),
             },
         )
-        if checkpoint_dir is not None:  # only now: a rerun after a failed close resumes
-            checkpoint.discard(checkpoint_dir)
+        if paths.checkpoints is not None:  # only now: a rerun after a failed close resumes
+            checkpoint.discard(paths.checkpoints)
     log.info(
         "trained to iteration %d (%d this run) in %.0f s (%.3f s/iteration): %s",
         cfg.iterations,
@@ -179,62 +144,54 @@ def _load_data(cfg: TrainConfig, data_dir: str | os.PathLike[str]) -> Prepared:
 
 
 def _build(
-    cfg: TrainConfig,
-    data: Prepared,
-    params: dict[str, Any],
-    env: dict[str, str],
-    checkpoint_dir: str | os.PathLike[str] | None,
-    outputs: TrainOutputs,
+    cfg: TrainConfig, origin: Origin, paths: TrainPaths
 ) -> tuple[precision.Choice, GAN, str, checkpoint.Resumed | None]:
     """The precision, the GAN in it, the run's fingerprint, and the checkpoint resumed (if
     a crash left one of the same fingerprint)."""
     # "auto" becomes the fastest recipe on this device, measured: float32 or mixed_bfloat16
     # on a CPU; on a GPU also mixed_float16, each with or without XLA.
-    choice = precision.resolve(cfg, device=env.get(devices.DEVICE, devices.CPU))
+    choice = precision.resolve(cfg, device=origin.env.get(devices.DEVICE, devices.CPU))
     resolved_cfg = dataclasses.replace(cfg, precision=choice.precision)
-    gan = GAN(resolved_cfg, data.x_train, jit_compile=choice.jit_compile)
+    gan = GAN(resolved_cfg, origin.data.x_train, jit_compile=choice.jit_compile)
     xla_note = " with XLA" if choice.jit_compile else ""
     log.info("training in %s%s (%s)", choice.precision, xla_note, choice.reason)
     # A checkpoint made in one precision must not resume in another (auto may resolve
     # differently on another machine), nor one made with XLA without it (a key only then).
     xla = {"train.jit_compile_resolved": True} if choice.jit_compile else {}
     resolved = {"train.precision_resolved": gan.precision, **xla}
-    identity = _fingerprint({**params, **resolved, **environment.as_tags(env)}, data)
+    identity = _fingerprint(
+        {**origin.params, **resolved, **environment.as_tags(origin.env)}, origin.data
+    )
     resumed = (
-        checkpoint.restore(checkpoint_dir, gan.state_variables(), identity, outputs.samples)
-        if checkpoint_dir is not None
+        checkpoint.restore(paths.checkpoints, gan.state_variables(), identity, paths.samples)
+        if paths.checkpoints is not None
         else None
     )
     return choice, gan, identity, resumed
 
 
 def _checkpoint_now(
-    checkpoint_dir: str | os.PathLike[str] | None,
-    gan: GAN,
-    run_id: str,
-    identity: str,
-    history: History,
-    outputs: TrainOutputs,
+    paths: TrainPaths, gan: GAN, run_id: str, identity: str, history: History
 ) -> str:
     """Checkpoint the state at the last recorded interval; says what a rerun will do."""
-    if checkpoint_dir is None:
+    if paths.checkpoints is None:
         return "Nothing was saved (no checkpoint folder); rerun once the store is back"
     if not history.rows and not history.quality:
         return "No iteration was trained; rerun `dvc repro` once the store is back"
     # The state is that of the last iteration recorded, by a loss row or a score.
     iteration = int(max(row["iteration"] for row in history.rows[-1:] + history.quality[-1:]))
     checkpoint.save(
-        checkpoint_dir,
+        paths.checkpoints,
         gan.state_variables(),
         iteration=iteration,
         history=history.rows,
         run_id=run_id,
         fingerprint=identity,
-        samples_dir=outputs.samples,
+        samples_dir=paths.samples,
         quality=history.quality,
     )
     return (
-        f"Training is checkpointed at iteration {iteration} in {checkpoint_dir}: rerun "
+        f"Training is checkpointed at iteration {iteration} in {paths.checkpoints}: rerun "
         "`dvc repro` once the store is back, and the same MLflow run continues from there"
     )
 
@@ -257,32 +214,26 @@ def _clear(samples_dir: Path) -> None:
 
 
 def _save_outputs(
-    gan: GAN,
-    choice: precision.Choice,
-    history: History,
-    params: dict[str, Any],
-    env: dict[str, str],
-    data: Prepared,
-    outputs: TrainOutputs,
+    gan: GAN, choice: precision.Choice, history: History, origin: Origin, paths: TrainPaths
 ) -> dict[str, float]:
     """The stage's DVC outputs; none holds a run id, a time or a host name."""
-    save_model(gan.generator, outputs.generator)
-    save_model(gan.discriminator, outputs.discriminator)
-    history.write_csv(outputs.history)
+    save_model(gan.generator, paths.generator)
+    save_model(gan.discriminator, paths.discriminator)
+    history.write_csv(paths.history)
     save_history_plot(
         history.column("iteration"),
         history.column("d_loss"),
         history.column("g_loss"),
         history.column("d_accuracy"),
-        outputs.losses,
+        paths.losses,
     )
     final = {k: history.rows[-1][k] for k in STEP_METRICS}
-    write_json(outputs.quality, history.quality)  # [] with eval_interval 0: DVC needs the file
+    write_json(paths.quality, history.quality)  # [] with eval_interval 0: DVC needs the file
     lowest = lowest_fcd(history.quality)  # over train.eval_samples, not the evaluate stage's count
-    write_json(outputs.metrics, {**final, **lowest})
+    write_json(paths.metrics, {**final, **lowest})
     # What made the models; their own files carry what they are (z_dim: the input shape).
     record: dict[str, Any] = {
-        "params": params,
+        "params": origin.params,
         "precision": choice.precision,  # what train.precision (e.g. auto) resolved to
     }
     if choice.jit_compile:  # auto on a GPU measured XLA faster (absent: not compiled by XLA)
@@ -293,7 +244,7 @@ def _save_outputs(
             "seconds_per_iteration": choice.seconds,
             "on": choice.on,
         }
-    record["data"] = {k: data.meta.get(k) for k in ("source", "description", "sha256")}
-    record["environment"] = env  # the lock's SHA-256 and the key packages' versions
-    write_json(outputs.training, record)
+    record["data"] = {k: origin.data.meta.get(k) for k in ("source", "description", "sha256")}
+    record["environment"] = origin.env  # the lock's SHA-256 and the key packages' versions
+    write_json(paths.training, record)
     return final

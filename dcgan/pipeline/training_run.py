@@ -10,8 +10,8 @@ error says that nothing was saved. The watcher is released whatever happens.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,11 +20,13 @@ import numpy as np
 
 from dcgan import checkpoint, environment
 from dcgan.config import TrainConfig
+from dcgan.contract import FCD
 from dcgan.data import Prepared
 from dcgan.files import sha256_file
 from dcgan.loop import Callback, History
 from dcgan.pipeline.lineage import GENERATOR_TAG, QUALITY_PREFIX, run_name, run_tags
 from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
+from dcgan.pipeline.paths import TrainPaths
 from dcgan.pipeline.retry import TrackerUnavailable
 from dcgan.pipeline.tracking import Tracker
 from dcgan.pipeline.watcher import process_tags
@@ -41,32 +43,36 @@ if TYPE_CHECKING:  # the probe imports TensorFlow; this module only reads its ti
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What made the models, as the run records it: the params it logs (the data's and the
+    train block's), the environment (lock, versions, device) and the prepared data."""
+
+    params: dict[str, Any]
+    env: dict[str, str]
+    data: Prepared
+
+
 class TrainingRun:
     """``with TrainingRun(...) as record:`` train inside, then :meth:`finish`.
 
     ``checkpoint_now(run_id)`` is called when the store stops answering: it saves the state
     at the last recorded interval and says what a rerun will do (the message ends the
-    error). ``params_file``, when given, is checked on any other error: a params.yaml edited
+    error). ``paths.params``, when given, is checked on any other error: a params.yaml edited
     mid-run is the cause to report, not what it broke."""
 
     def __init__(
         self,
         cfg: TrainConfig,
+        paths: TrainPaths,
+        origin: Origin,
         store_uri: str,
-        params: dict[str, Any],
-        env: dict[str, str],
-        data: Prepared,
-        data_dir: Path,
         resumed: checkpoint.Resumed | None,
         history: History,
-        samples_dir: Path,
         checkpoint_now: Callable[[str], str],
-        params_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.cfg, self.store_uri, self.params, self.env = cfg, store_uri, params, env
-        self.data, self.data_dir, self.resumed = data, data_dir, resumed
-        self.history, self.samples_dir = history, samples_dir
-        self.checkpoint_now, self.params_file = checkpoint_now, params_file
+        self.cfg, self.paths, self.origin, self.store_uri = cfg, paths, origin, store_uri
+        self.resumed, self.history, self.checkpoint_now = resumed, history, checkpoint_now
         self.logged: set[int] = set()  # iterations whose losses the run holds
         self.scored: set[int] = set()  # iterations whose quality scores the run holds
 
@@ -98,11 +104,11 @@ class TrainingRun:
                 self.tracker.finish_quietly("KILLED")
             elif isinstance(exc, Exception):
                 self.tracker.finish_quietly("FAILED")
-                if self.params_file is not None and not isinstance(exc, ParamsChanged):
+                if self.paths.params is not None and not isinstance(exc, ParamsChanged):
                     # A second `dvc exp run` in this clone also checks out this stage's
                     # outputs (reports/samples) under the running one: its params change is
                     # the cause to report, not the file that vanished.
-                    check_params_unchanged(self.cfg, self.params_file, cause=exc)
+                    check_params_unchanged(self.cfg, self.paths.params, cause=exc)
         finally:
             self.tracker.release()  # closed, failed, or checkpointed: not the watcher's
 
@@ -130,7 +136,7 @@ class TrainingRun:
 
     def callback(self) -> Callback:
         """Logs each interval's losses and grid into the run."""
-        return LogInterval(self.tracker, self.logged, self.scored, self.samples_dir)
+        return LogInterval(self.tracker, self.logged, self.scored, self.paths.samples)
 
     def finish(
         self, generator: Path, artifacts: Sequence[Path], metrics: Mapping[str, float]
@@ -152,7 +158,7 @@ class TrainingRun:
             if tracker is not None:
                 tracker.set_tags(process_tags())  # this process carries the resumed run on
                 return tracker
-        cfg, meta = self.cfg, self.data.meta
+        cfg, meta = self.cfg, self.origin.data.meta
         source = meta.get("source", "unknown")
         tracker = Tracker.start(
             cfg.experiment,
@@ -160,16 +166,16 @@ class TrainingRun:
             tags={
                 **run_tags(ENTRY_POINT, source),
                 **process_tags(),
-                **environment.as_tags(self.env),
+                **environment.as_tags(self.origin.env),
                 "data_sha256": meta.get("sha256", ""),
             },
             uri=self.store_uri,
         )
-        tracker.log_params(self.params)
+        tracker.log_params(self.origin.params)
         tracker.log_dataset(
             name=source,
             sha256=meta.get("sha256", ""),
-            source_uri=self.data_dir.resolve().as_uri(),
+            source_uri=self.paths.data.resolve().as_uri(),
             profile={
                 "origin": meta.get("description"),
                 "train_count": meta.get("train_count"),
@@ -185,7 +191,7 @@ class TrainingRun:
         tracker, rows = self.tracker, self.history.rows
         self.logged |= tracker.metric_steps(STEP_METRICS[0])
         if self.history.quality:
-            self.scored |= tracker.metric_steps(f"{QUALITY_PREFIX}fcd")
+            self.scored |= tracker.metric_steps(f"{QUALITY_PREFIX}{FCD}")
         for row in self.history.quality:
             if int(row["iteration"]) not in self.scored:
                 log_quality(tracker, self.scored, row)
@@ -195,7 +201,7 @@ class TrainingRun:
             if iteration not in self.logged:
                 tracker.log_metrics({k: v for k, v in row.items() if k != "iteration"}, iteration)
                 self.logged.add(iteration)
-            grid = grid_path(self.samples_dir, iteration)
+            grid = grid_path(self.paths.samples, iteration)
             if grid.name not in uploaded and grid.is_file():
                 tracker.log_artifact(grid, "samples")
 
