@@ -126,8 +126,9 @@ class GAN:
 
     # -- the maths -------------------------------------------------------------------------
 
-    def _d_update(self, images: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
-        """One Adam step of D on one batch; returns (loss, accuracy) before the step."""
+    def d_update(self, images: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+        """One Adam step of D on one batch; returns (loss, accuracy) before the step. The
+        compiled step runs it twice (real, fake), then :meth:`g_update`."""
         d = self.discriminator
         labels = tf.fill([tf.shape(images)[0], 1], label)
         with tf.GradientTape() as tape:
@@ -141,7 +142,7 @@ class GAN:
         accuracy = tf.reduce_mean(tf.cast(tf.equal(pred > 0.5, labels > 0.5), tf.float32))
         return loss, accuracy
 
-    def _g_update(self, z: tf.Tensor) -> tf.Tensor:
+    def g_update(self, z: tf.Tensor) -> tf.Tensor:
         """One Adam step of G through D; D's weights and BatchNorm statistics stay untouched."""
         g, d = self.generator, self.discriminator
         labels = tf.ones([tf.shape(z)[0], 1])
@@ -173,9 +174,9 @@ class GAN:
             i = tf.distribute.get_replica_context().replica_id_in_sync_group
             real, z, z_g = (t[i * share : (i + 1) * share] for t in (real, z, z_g))
         fake = self._d_fakes(z)
-        d_loss_real, d_acc_real = self._d_update(real, 1.0 - self.cfg.label_smoothing)
-        d_loss_fake, d_acc_fake = self._d_update(fake, 0.0)
-        g_loss = self._g_update(z_g)
+        d_loss_real, d_acc_real = self.d_update(real, 1.0 - self.cfg.label_smoothing)
+        d_loss_fake, d_acc_fake = self.d_update(fake, 0.0)
+        g_loss = self.g_update(z_g)
         return {
             "d_loss": 0.5 * (d_loss_real + d_loss_fake),
             "d_accuracy": 0.5 * (d_acc_real + d_acc_fake),
@@ -200,14 +201,6 @@ class GAN:
     def train_step(self) -> dict[str, tf.Tensor]:
         """One iteration (two D steps, one G step), compiled; returns d_loss, d_accuracy, g_loss."""
         return self._compiled_step()
-
-    def d_step(self, images: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
-        """One discriminator step alone (for tests and benchmarks)."""
-        return tf.function(self._d_update)(images, label)
-
-    def g_step(self, z: tf.Tensor) -> tf.Tensor:
-        """One generator step alone (for tests and benchmarks)."""
-        return tf.function(self._g_update)(z)
 
     def step_graph(self) -> tf.Graph:
         """The compiled training step's graph (the benchmark counts its FLOPs)."""

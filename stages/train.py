@@ -7,7 +7,7 @@ from dcgan.config import params_file
 from dcgan.errors import run_main
 from dcgan.pipeline.paths import TrainPaths
 from dcgan.pipeline.shell import stage_args
-from dcgan.pipeline.store import check_tracking_store
+from dcgan.tracking.store import check_tracking_store
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def tiny_images():
 def stage_paths(stage: str, root: Path) -> dict[str, Path]:
     """The paths a stage's cmd in dvc.yaml names, under ``root`` (``--class-shares`` ->
     ``class_shares``): the tests use the pipeline's own file names, never their own."""
-    from dcgan.pipeline.layout import stage_args
+    from dcgan.layout import stage_args
 
     return {k: root / v for k, v in stage_args(stage, ROOT).items()}
 

@@ -48,7 +48,7 @@ def _declared(stage: str, kinds=("outs", "metrics", "plots")) -> list[str]:
 @pytest.mark.parametrize("stage", list(PIPELINE))
 def test_every_file_a_stage_reads_or_writes_is_on_its_command_line(stage):
     """dvc.yaml is the one place where a path is named: the stage gets each one in its cmd."""
-    from dcgan.pipeline.layout import stage_args
+    from dcgan.layout import stage_args
 
     given = set(stage_args(stage, ROOT).values())
     assert set(_declared(stage)) <= given

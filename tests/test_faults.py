@@ -39,7 +39,7 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
     from mlflow.tracking import MlflowClient
 
     from dcgan.pipeline import train
-    from dcgan.pipeline.store import tracking_uri
+    from dcgan.tracking.store import tracking_uri
 
     params = write_params(tmp_path / "params.yaml", train=TINY_TRAIN)
     cfg = load_config("train", params)
@@ -222,7 +222,7 @@ def test_a_store_that_does_not_answer_fails_fast_and_hides_the_password(uri):
     import secrets
     import time
 
-    from dcgan.pipeline.store import check_tracking_store
+    from dcgan.tracking.store import check_tracking_store
 
     from .conftest import free_port
 
@@ -240,7 +240,7 @@ def test_a_store_that_does_not_answer_fails_fast_and_hides_the_password(uri):
 
 
 def test_safe_uri_masks_passwords_in_userinfo_and_query():
-    from dcgan.pipeline.store import safe_uri
+    from dcgan.tracking.store import safe_uri
 
     assert safe_uri("http://u:p4ss@host:5000/x") == "http://u:***@host:5000/x"
     assert safe_uri("postgresql://u:p%40ss@db/m?password=p2&sslmode=require") == (
@@ -251,7 +251,7 @@ def test_safe_uri_masks_passwords_in_userinfo_and_query():
 
 
 def test_a_garbage_sqlite_store_says_what_the_file_is(tmp_path):
-    from dcgan.pipeline.store import check_tracking_store
+    from dcgan.tracking.store import check_tracking_store
 
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"this is not a database" * 100)
@@ -278,7 +278,7 @@ def test_each_try_sees_mlflow_bounded_and_the_environment_is_put_back(monkeypatc
     the environment is as it was: a value the user set stays, an unset name stays unset."""
     import os
 
-    from dcgan.pipeline.retry import call_store
+    from dcgan.tracking.retry import call_store
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the user's own
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
@@ -299,7 +299,7 @@ def test_tracker_calls_are_retried_within_the_budget_then_stop_in_one_line(monke
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
-    from dcgan.pipeline.retry import RETRY_ENV, TrackerUnavailable, call_store
+    from dcgan.tracking.retry import RETRY_ENV, TrackerUnavailable, call_store
 
     secret = secrets.token_hex(8)
     uri = f"http://alice:{secret}@127.0.0.1:9"

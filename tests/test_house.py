@@ -11,7 +11,7 @@ from .conftest import ROOT
 from .imports import MODULES, dcgan_imports
 
 LIBRARY = sorted(p for p in (ROOT / "dcgan").glob("*.py"))
-PIPELINE = sorted((ROOT / "dcgan/pipeline").glob("*.py"))
+CODE = sorted((ROOT / "dcgan").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
 STAGES = ["prepare", "train", "classifier", "export", "evaluate", "animate", "site"]
 
 
@@ -30,20 +30,27 @@ def test_library_modules_never_touch_mlflow(path):
     assert not {n for n in imported(path) if n.split(".")[0] == "mlflow"}
 
 
-def test_only_the_pipeline_imports_mlflow():
-    users = {p.name for p in PIPELINE if any(n.split(".")[0] == "mlflow" for n in imported(p))}
+def test_only_the_record_keeping_imports_mlflow():
+    users = {
+        str(p.relative_to(ROOT))
+        for p in CODE
+        if any(n.split(".")[0] == "mlflow" for n in imported(p))
+    }
     # where the store is, how files find their runs, the retry budget (MLflow's error
     # codes), the run client, the dead-process watcher, the ONNX model's packaging, the model
     # registry, the served model's loader
     assert users == {
-        "store.py",
-        "lineage.py",
-        "retry.py",
-        "tracking.py",
-        "watcher.py",
-        "packaging.py",
-        "registry.py",
-        "serving.py",
+        f"dcgan/tracking/{name}.py"
+        for name in (
+            "store",
+            "lineage",
+            "retry",
+            "tracker",
+            "watcher",
+            "packaging",
+            "registry",
+            "serving",
+        )
     }
 
 
@@ -70,9 +77,6 @@ def _output_file_names() -> set[str]:
                 if "." in path.rsplit("/", 1)[-1]:  # files; folders are named by their users
                     names.add(path.rsplit("/", 1)[-1])
     return names
-
-
-CODE = sorted((ROOT / "dcgan").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", CODE, ids=[str(p.relative_to(ROOT)) for p in CODE])
@@ -127,7 +131,12 @@ def test_pre_commit_runs_the_linters_run_test_runs():
     assert hooked == {"ruff check", "ruff format --check"} and hooked <= linted
 
 
-UPPER = ("dcgan.pipeline", "dcgan.stack", "dcgan.cli")  # what orchestrates and what users call
+UPPER = (
+    "dcgan.tracking",
+    "dcgan.pipeline",
+    "dcgan.stack",
+    "dcgan.cli",
+)  # record, orchestration, UI
 
 
 def test_the_import_graph_has_no_circle():
@@ -155,6 +164,15 @@ def test_the_import_graph_has_no_circle():
 def test_the_library_never_imports_upward(name):
     """The library computes; the pipeline, the stack and the CLI call it, never the reverse."""
     assert not {m for m in dcgan_imports(name) if m.startswith(UPPER)}
+
+
+RECORD = sorted(n for n in MODULES if n.startswith("dcgan.tracking"))
+
+
+@pytest.mark.parametrize("name", RECORD)
+def test_the_record_keeping_never_imports_the_stages_or_the_cli(name):
+    """dcgan.tracking sits between the library and the stages: the stages call it."""
+    assert not {m for m in dcgan_imports(name) if m.startswith(UPPER[1:])}
 
 
 LONG_MODULE, LONG_FUNCTION = 300, 60

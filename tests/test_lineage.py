@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dcgan.cli import main
-from dcgan.pipeline.lineage import GENERATOR_TAG, ONNX_TAG, runs_for_file
-from dcgan.pipeline.store import tracking_uri
-from dcgan.pipeline.tracking import Tracker
+from dcgan.tracking.lineage import GENERATOR_TAG, ONNX_TAG, runs_for_file
+from dcgan.tracking.store import tracking_uri
+from dcgan.tracking.tracker import Tracker
 
 
 def test_runs_for_file_and_the_cli(tmp_path, capsys):
@@ -52,7 +52,7 @@ def test_mlflow_uris_leaves_mlflow_as_it_found_it(tmp_path, monkeypatch):
     registry must follow the tracking URI again (a pinned one sent later runs elsewhere)."""
     import mlflow
 
-    from dcgan.pipeline.store import mlflow_uris
+    from dcgan.tracking.store import mlflow_uris
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -78,8 +78,8 @@ def test_a_run_whose_process_died_is_closed_as_killed_by_the_next(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.tracking import Tracker
-    from dcgan.pipeline.watcher import HOST_TAG, PID_TAG
+    from dcgan.tracking.tracker import Tracker
+    from dcgan.tracking.watcher import HOST_TAG, PID_TAG
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     gone = subprocess.run(
@@ -119,7 +119,7 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     from mlflow.tracking import MlflowClient
     from onnx import TensorProto, helper
 
-    from dcgan.pipeline.tracking import Tracker
+    from dcgan.tracking.tracker import Tracker
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     tracker = Tracker.start("e", "trained", uri=uri)
@@ -162,8 +162,8 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from dcgan.pipeline.serving import MAX_BATCH
-    from dcgan.pipeline.store import mlflow_uris
+    from dcgan.tracking.serving import MAX_BATCH
+    from dcgan.tracking.store import mlflow_uris
 
     with mlflow_uris(uri):
         served = mlflow.pyfunc.load_model(model_uri)
@@ -184,8 +184,8 @@ def test_logging_the_onnx_model_leaves_a_finished_run_finished(tmp_path):
 
 WATCHED = """
 import json, sys, time
-from dcgan.pipeline.tracking import Tracker
-from dcgan.pipeline.watcher import process_tags
+from dcgan.tracking.tracker import Tracker
+from dcgan.tracking.watcher import process_tags
 runs = {}
 for name in ("killed", "taken over", "released"):
     tracker = Tracker.start("e", name, process_tags(), uri=sys.argv[1])
@@ -219,7 +219,7 @@ def test_the_watcher_closes_the_run_of_a_process_killed_outright(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.watcher import PID_TAG
+    from dcgan.tracking.watcher import PID_TAG
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(tracking_uri=uri)

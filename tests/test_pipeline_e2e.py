@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dcgan.pipeline.lineage import runs_for_file
+from dcgan.tracking.lineage import runs_for_file
 
 from .conftest import TINY, run, write_params
 from .repos import copy_built

@@ -291,10 +291,10 @@ def changed(before, model):
 def test_a_bfloat16_step_keeps_the_training_semantics(tiny_train_cfg, tiny_images):
     gan = GAN(dataclasses.replace(tiny_train_cfg, precision="mixed_bfloat16"), tiny_images)
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
-    gan.d_step(tf.constant(tiny_images[:8]), 1.0)
+    tf.function(gan.d_update)(tf.constant(tiny_images[:8]), 1.0)
     assert changed(g0, gan.generator) == set() and changed(d0, gan.discriminator) == set(d0)
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
-    gan.g_step(tf.random.normal([8, gan.cfg.z_dim]))
+    tf.function(gan.g_update)(tf.random.normal([8, gan.cfg.z_dim]))
     assert changed(d0, gan.discriminator) == set() and changed(g0, gan.generator) == set(g0)
     for _ in range(3):
         metrics = gan.train_step()
@@ -328,9 +328,9 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     from mlflow.tracking import MlflowClient
 
     from dcgan.pipeline import export, train
-    from dcgan.pipeline.lineage import runs_for_file
-    from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
+    from dcgan.tracking.lineage import runs_for_file
+    from dcgan.tracking.store import tracking_uri
 
     monkeypatch.setattr(precision, "measure", FakeTimer(0.5, 0.3))
     cfg = auto_on_sample_data(repo_params, tmp_path)
@@ -371,9 +371,9 @@ def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
 
     from dcgan import devices
     from dcgan.pipeline import export, train
-    from dcgan.pipeline.lineage import runs_for_file
-    from dcgan.pipeline.store import tracking_uri
     from dcgan.sampling import load_session
+    from dcgan.tracking.lineage import runs_for_file
+    from dcgan.tracking.store import tracking_uri
 
     gpu = devices.record(["NVIDIA A100-SXM4-40GB"], "550.54.15", "12.5.1", "9")
     monkeypatch.setattr(devices, "describe", lambda strategy="default", listed="": dict(gpu))

@@ -70,7 +70,7 @@ def test_scoring_changes_no_bit_of_the_training(cfg, prepared, tmp_path):
 def test_scores_go_to_the_plots_file_the_metrics_training_json_and_mlflow(cfg, prepared, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.store import tracking_uri
+    from dcgan.tracking.store import tracking_uri
 
     out = train(cfg, prepared, tmp_path / "on", 4)  # at 4 and at the last, 6
     rows = json.loads((out / "reports/quality.json").read_text())

@@ -17,8 +17,8 @@ import pytest
 from dcgan.config import load_all
 from dcgan.contract import draw_noise
 from dcgan.pipeline.paths import ClassifierPaths, ExportPaths, PreparePaths
-from dcgan.pipeline.serving import MAX_BATCH
-from dcgan.pipeline.store import mlflow_uris
+from dcgan.tracking.serving import MAX_BATCH
+from dcgan.tracking.store import mlflow_uris
 
 from .conftest import (
     ROOT,
@@ -206,7 +206,7 @@ def test_promote_and_runs_give_up_within_the_retry_budget(tmp_path, monkeypatch,
     import time
 
     from dcgan.cli import main
-    from dcgan.pipeline.retry import RETRY_ENV
+    from dcgan.tracking.retry import RETRY_ENV
 
     from .conftest import free_port
 

@@ -219,7 +219,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
 
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.retry import RETRY_ENV
+    from dcgan.tracking.retry import RETRY_ENV
 
     from .conftest import start_mlflow_server, stop_server
 

@@ -93,7 +93,7 @@ def test_training_against_a_tracking_server(repo, tracking_server, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from dcgan.pipeline.lineage import runs_for_file
+    from dcgan.tracking.lineage import runs_for_file
 
     client = MlflowClient(tracking_uri=mlflow_server)
     (found,) = runs_for_file(work / "models/generator.onnx", mlflow_server)

@@ -10,8 +10,8 @@ import pytest
 
 from dcgan.config import STAGES as BLOCKS
 from dcgan.config import NoParams
+from dcgan.layout import stage_args as cmd_args
 from dcgan.pipeline import paths
-from dcgan.pipeline.layout import stage_args as cmd_args
 from dcgan.pipeline.shell import option, stage_args
 
 from .conftest import ROOT

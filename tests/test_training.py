@@ -29,7 +29,7 @@ def gan(tiny_train_cfg, tiny_images):
 
 def test_d_step_changes_only_d(gan, tiny_images):
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
-    gan.d_step(tf.constant(tiny_images[:8]), 1.0)
+    tf.function(gan.d_update)(tf.constant(tiny_images[:8]), 1.0)
     assert changed(g0, gan.generator) == set()
     # Every D weight moves, BatchNorm statistics included (D trains in training mode).
     assert changed(d0, gan.discriminator) == set(d0)
@@ -37,7 +37,7 @@ def test_d_step_changes_only_d(gan, tiny_images):
 
 def test_g_step_changes_only_g_and_leaves_d_batchnorm_statistics(gan):
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
-    gan.g_step(tf.random.normal([8, gan.cfg.z_dim]))
+    tf.function(gan.g_update)(tf.random.normal([8, gan.cfg.z_dim]))
     assert changed(d0, gan.discriminator) == set()
     assert changed(g0, gan.generator) == set(g0)
 
@@ -71,9 +71,9 @@ def test_d_loss_is_the_mean_of_the_real_and_fake_batch_losses(
         fake = b.generator(z, training=False)
     else:
         fake = train_forward(b.generator, z, update_statistics=False)
-    loss_real, _ = b.d_step(tf.gather(b.images, idx), 1.0 - label_smoothing)
-    loss_fake, _ = b.d_step(fake, 0.0)
-    g_loss = b.g_step(b.rng.normal([cfg.batch_size, cfg.z_dim]))
+    loss_real, _ = tf.function(b.d_update)(tf.gather(b.images, idx), 1.0 - label_smoothing)
+    loss_fake, _ = tf.function(b.d_update)(fake, 0.0)
+    g_loss = tf.function(b.g_update)(b.rng.normal([cfg.batch_size, cfg.z_dim]))
     assert float(metrics["d_loss"]) == pytest.approx(0.5 * float(loss_real + loss_fake), rel=1e-5)
     assert float(metrics["g_loss"]) == pytest.approx(float(g_loss), rel=1e-5)
 

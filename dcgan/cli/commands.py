@@ -11,7 +11,7 @@ from dcgan.errors import DcganError
 
 def generator_artifact() -> Path:
     """The ONNX generator as dvc.yaml names it (the ``generator`` artifact)."""
-    from dcgan.pipeline.layout import artifact_path
+    from dcgan.layout import artifact_path
 
     try:
         return Path(artifact_path("generator"))
@@ -21,7 +21,7 @@ def generator_artifact() -> Path:
 
 def bench_command(args: argparse.Namespace) -> None:
     from dcgan.config import load_config, params_file
-    from dcgan.pipeline.layout import stage_args
+    from dcgan.layout import stage_args
 
     train, export = load_config("train", args.params), load_config("export", args.params)
     # A file the user names must be the one timed: never a fresh generator in its place.
@@ -43,8 +43,8 @@ def bench_command(args: argparse.Namespace) -> None:
 
 def runs_command(args: argparse.Namespace) -> None:
     from dcgan import environment
-    from dcgan.pipeline.lineage import runs_for_file
-    from dcgan.pipeline.store import safe_uri, tracking_uri
+    from dcgan.tracking.lineage import runs_for_file
+    from dcgan.tracking.store import safe_uri, tracking_uri
 
     if not args.file.is_file():
         raise DcganError(f"{args.file} not found; pass a generator file (.onnx or .keras)")
@@ -73,8 +73,8 @@ def runs_command(args: argparse.Namespace) -> None:
 
 
 def promote_command(args: argparse.Namespace) -> None:
-    from dcgan.pipeline.registry import promote
-    from dcgan.pipeline.store import tracking_uri
+    from dcgan.tracking.registry import promote
+    from dcgan.tracking.store import tracking_uri
 
     if args.name is None:
         from dcgan.config import load_config

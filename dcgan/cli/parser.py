@@ -69,7 +69,7 @@ def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     # Long on purpose: every subcommand's flags, in the order --help shows them.
-    from dcgan.pipeline.registry import CHAMPION  # light at import, like this module
+    from dcgan.tracking.registry import CHAMPION  # light at import, like this module
 
     parser = argparse.ArgumentParser(
         prog="dcgan", description=DESCRIPTION, formatter_class=_HelpFormatter

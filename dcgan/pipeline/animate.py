@@ -11,9 +11,9 @@ from dcgan.animation import grid_files, write_gif
 from dcgan.config import NoParams
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
-from dcgan.pipeline.lineage import GENERATOR_TAG, experiment_of
 from dcgan.pipeline.paths import AnimatePaths
-from dcgan.pipeline.tracking import Tracker
+from dcgan.tracking.lineage import GENERATOR_TAG, experiment_of
+from dcgan.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

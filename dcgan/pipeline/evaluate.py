@@ -1,6 +1,6 @@
 """The evaluate stage: ONNX (onnxruntime) against Keras on the same noise, and the quality of
 the ONNX samples, logged into the run that produced the ONNX file (found by its SHA-256); the
-generator then becomes a version of the registered model (dcgan.pipeline.registry)."""
+generator then becomes a version of the registered model (dcgan.tracking.registry)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from dcgan.errors import DcganError
 from dcgan.evaluation import check_sample_count, keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
 from dcgan.models import generator_z_dim
-from dcgan.pipeline import registry
-from dcgan.pipeline.lineage import ONNX_TAG, experiment_of
 from dcgan.pipeline.paths import EvaluatePaths
-from dcgan.pipeline.tracking import Tracker
 from dcgan.plots import save_by_class, save_grid
 from dcgan.sampling import generate, load_session, z_dim_of
 from dcgan.saving import load_model
+from dcgan.tracking import registry
+from dcgan.tracking.lineage import ONNX_TAG, experiment_of
+from dcgan.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The export stage: the trained Keras generator -> ONNX, logged into the run that trained the
-generator (found by the generator's SHA-256, see dcgan.pipeline.lineage)."""
+generator (found by the generator's SHA-256, see dcgan.tracking.lineage)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, read_json, sha256_file
 from dcgan.models import generator_z_dim
-from dcgan.pipeline.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
 from dcgan.pipeline.paths import ExportPaths
-from dcgan.pipeline.tracking import Tracker
 from dcgan.saving import load_model
+from dcgan.tracking.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
+from dcgan.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

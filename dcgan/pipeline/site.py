@@ -20,7 +20,7 @@ from dcgan.contract import FCD, GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME
 from dcgan.errors import DcganError
 from dcgan.files import atomic_dir, sha256_file, write_json
 from dcgan.pipeline.paths import SitePaths
-from dcgan.pipeline.store import repo_root
+from dcgan.tracking.store import repo_root
 
 log = logging.getLogger(__name__)
 

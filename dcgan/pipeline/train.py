@@ -10,7 +10,7 @@ Read :func:`run` top to bottom:
 4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
    every ``checkpoint_interval`` iterations, a checkpoint;
 5. save the outputs, discard the checkpoint, and close the run, tagged with the SHA-256 of
-   the generator it produced (the outputs themselves name no run: see dcgan.pipeline.lineage).
+   the generator it produced (the outputs themselves name no run: see dcgan.tracking.lineage).
 
 What params.yaml may not do meanwhile is dcgan.pipeline.params_guard's.
 """
@@ -31,12 +31,12 @@ from dcgan.files import write_json
 from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
 from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
 from dcgan.pipeline.paths import TrainPaths
-from dcgan.pipeline.store import check_tracking_store
 from dcgan.pipeline.training_run import Origin, TrainingRun, quality_summary
 from dcgan.plots import save_history_plot
 from dcgan.probe import for_training
 from dcgan.quality import lowest_fcd
 from dcgan.saving import save_model
+from dcgan.tracking.store import check_tracking_store
 from dcgan.training import GAN, STEP_METRICS
 
 log = logging.getLogger(__name__)

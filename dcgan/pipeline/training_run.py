@@ -24,15 +24,15 @@ from dcgan.contract import FCD
 from dcgan.data import Prepared
 from dcgan.files import sha256_file
 from dcgan.loop import Callback, History
-from dcgan.pipeline.lineage import GENERATOR_TAG, QUALITY_PREFIX, run_name, run_tags
 from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
 from dcgan.pipeline.paths import TrainPaths
-from dcgan.pipeline.retry import TrackerUnavailable
-from dcgan.pipeline.tracking import Tracker
-from dcgan.pipeline.watcher import process_tags
 from dcgan.plots import grid_path
 from dcgan.precision import Choice
 from dcgan.quality import lowest_fcd
+from dcgan.tracking.lineage import GENERATOR_TAG, QUALITY_PREFIX, run_name, run_tags
+from dcgan.tracking.retry import TrackerUnavailable
+from dcgan.tracking.tracker import Tracker
+from dcgan.tracking.watcher import process_tags
 from dcgan.training import STEP_METRICS
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dcgan.errors import DcganError
-from dcgan.pipeline.store import ENV_URI
 from dcgan.stack.supervise import Proc
+from dcgan.tracking.store import ENV_URI
 
 DEFAULT_FOLDER = Path(".stack")
 STATE_FILE = "stack.json"

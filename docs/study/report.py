@@ -23,8 +23,8 @@ from mlflow.tracking import MlflowClient
 from dcgan.contract import FCD
 from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
-from dcgan.pipeline.lineage import QUALITY_PREFIX
-from dcgan.pipeline.store import safe_uri, tracking_uri
+from dcgan.tracking.lineage import QUALITY_PREFIX
+from dcgan.tracking.store import safe_uri, tracking_uri
 
 HERE = Path(__file__).parent
 NAME = re.compile(r"study-(?P<recipe>[a-z0-9]+)")

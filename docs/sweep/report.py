@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from dcgan.contract import FCD
 from dcgan.errors import DcganError, run_main
 from dcgan.files import atomic_path
-from dcgan.pipeline.store import safe_uri, tracking_uri
+from dcgan.tracking.store import safe_uri, tracking_uri
 
 HERE = Path(__file__).parent
 MIN_SEEDS = 2  # one seed's FCD is one draw: a recipe is called best on two or more

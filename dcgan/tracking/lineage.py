@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dcgan.files import sha256_file
-from dcgan.pipeline.retry import call_store
-from dcgan.pipeline.store import repo_root
+from dcgan.tracking.retry import call_store
+from dcgan.tracking.store import repo_root
 
 # Content hashes of the artifacts a run produced: the link from a file to its runs.
 GENERATOR_TAG = "dcgan.generator_sha256"  # the generator .keras file
@@ -51,7 +51,7 @@ def experiment_of(params: Mapping[str, Any]) -> str | None:
 
 def find_runs(tag: str, value: str, uri: str, experiment: str | None = None):
     """Runs tagged ``tag=value``, newest first, in ``experiment`` or in every experiment,
-    at the store ``uri`` (one try: callers go through dcgan.pipeline.retry)."""
+    at the store ``uri`` (one try: callers go through dcgan.tracking.retry)."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
-from dcgan.pipeline.retry import call_store
+from dcgan.tracking.retry import call_store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Watcher:
         read, write = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", "from dcgan.pipeline.watcher import main; main()"],
+                [sys.executable, "-c", "from dcgan.tracking.watcher import main; main()"],
                 stdin=read,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -16,10 +16,10 @@ from typing import Any
 
 from dcgan.contract import FCD
 from dcgan.errors import DcganError
-from dcgan.pipeline.lineage import MODEL_URI_TAG
-from dcgan.pipeline.retry import call_store
-from dcgan.pipeline.store import mlflow_uris, safe_uri, store_lock
-from dcgan.pipeline.tracking import Tracker
+from dcgan.tracking.lineage import MODEL_URI_TAG
+from dcgan.tracking.retry import call_store
+from dcgan.tracking.store import mlflow_uris, safe_uri, store_lock
+from dcgan.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

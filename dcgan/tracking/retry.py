@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from dcgan.errors import DcganError
-from dcgan.pipeline.store import environ, safe_uri
+from dcgan.tracking.store import environ, safe_uri
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ONNX generator packaged as an MLflow model: ``mlflow.onnx`` with dcgan.pipeline.serving
+"""The ONNX generator packaged as an MLflow model: ``mlflow.onnx`` with dcgan.tracking.serving
 as its pyfunc loader and the requirements that loader imports."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcgan.pipeline.retry import call_store
-from dcgan.pipeline.store import mlflow_uris
+from dcgan.tracking.retry import call_store
+from dcgan.tracking.store import mlflow_uris
 
 
 def log_onnx_model(
     uri: str, client: Any, run_id: str, model: Any, name: str, example: Any, output: Any
 ) -> str:
     """``model`` as an MLflow model linked to run ``run_id``, with the signature of (example,
-    output) and dcgan.pipeline.serving as its pyfunc loader (the served model refuses
+    output) and dcgan.tracking.serving as its pyfunc loader (the served model refuses
     oversized and non-finite batches); returns the logged model's URI (``models:/m-...``),
     which registration takes. The run is named, not started: a finished run stays FINISHED
     whatever happens here (``start_run`` would set it RUNNING until the block ends)."""
@@ -58,7 +58,7 @@ def log_onnx_model(
 
 
 class _CheckedOnnxFlavor:
-    """``mlflow.onnx``'s save_model, with dcgan.pipeline.serving copied into the model's
+    """``mlflow.onnx``'s save_model, with dcgan.tracking.serving copied into the model's
     code/ folder and made the pyfunc loader (what ``Model.log`` takes as a flavor)."""
 
     LOADER = "dcgan_serving"
@@ -68,7 +68,7 @@ class _CheckedOnnxFlavor:
         import mlflow.onnx
         from mlflow.pyfunc import FLAVOR_NAME, MAIN
 
-        from dcgan.pipeline import serving
+        from dcgan.tracking import serving
 
         with tempfile.TemporaryDirectory() as tmp:
             loader = Path(tmp) / f"{cls.LOADER}.py"

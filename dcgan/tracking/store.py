@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dcgan.errors import DcganError
-from dcgan.pipeline.layout import DVC_FILE
+from dcgan.layout import DVC_FILE
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 

@@ -1,6 +1,6 @@
 """MLflow: one run per training, continued by export and evaluate, through :class:`Tracker`, a
-client addressed by run id. Where the record lives is dcgan.pipeline.store; how a file finds
-its runs is dcgan.pipeline.lineage; every call goes through dcgan.pipeline.retry's budget.
+client addressed by run id. Where the record lives is dcgan.tracking.store; how a file finds
+its runs is dcgan.tracking.lineage; every call goes through dcgan.tracking.retry's budget.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from dcgan.pipeline import packaging
-from dcgan.pipeline.lineage import find_runs
-from dcgan.pipeline.retry import bounded_requests, call_store, cause, retry_seconds
-from dcgan.pipeline.store import artifact_location, safe_uri, store_lock, tracking_uri
-from dcgan.pipeline.watcher import Watcher, close_abandoned
+from dcgan.tracking import packaging
+from dcgan.tracking.lineage import find_runs
+from dcgan.tracking.retry import bounded_requests, call_store, cause, retry_seconds
+from dcgan.tracking.store import artifact_location, safe_uri, store_lock, tracking_uri
+from dcgan.tracking.watcher import Watcher, close_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Tracker:
         a rerun with the same params, last made) that file. None, with a warning, if the file
         names no experiment or this store has no such run (e.g. the file came from ``dvc
         pull`` or another store). ``uri``: the store, by default the one this process
-        resolves (:func:`dcgan.pipeline.store.tracking_uri`)."""
+        resolves (:func:`dcgan.tracking.store.tracking_uri`)."""
         uri = uri or tracking_uri()
         if not experiment:
             log.warning("the %s names no MLflow experiment; not logging this stage to MLflow", what)
@@ -201,7 +201,7 @@ class Tracker:
         )
 
     def log_onnx_model(self, model: Any, name: str, example: Any, output: Any) -> str:
-        """The ONNX generator as an MLflow model of this run (dcgan.pipeline.packaging);
+        """The ONNX generator as an MLflow model of this run (dcgan.tracking.packaging);
         returns its ``models:/m-...`` URI."""
         return packaging.log_onnx_model(
             self.uri, self.client, self.run_id, model, name, example, output
@@ -226,7 +226,7 @@ class Tracker:
             )
 
     def watch(self) -> None:
-        """Start the run's dead-process watcher (dcgan.pipeline.watcher), once."""
+        """Start the run's dead-process watcher (dcgan.tracking.watcher), once."""
         if self._watcher is None:
             self._watcher = Watcher.start(self.uri, self.run_id)
 
@@ -238,7 +238,7 @@ class Tracker:
 
     def close_abandoned(self) -> list[str]:
         """Mark KILLED this machine's other RUNNING runs of this run's experiment whose
-        process is gone; returns their ids (see dcgan.pipeline.watcher)."""
+        process is gone; returns their ids (see dcgan.tracking.watcher)."""
         return close_abandoned(self.uri, self.client, self.run_id)
 
 
