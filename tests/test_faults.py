@@ -33,6 +33,7 @@ def prepared(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # runs the train stage
 def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path, monkeypatch):
     """Another `dvc exp run -S train.seed=8` in the same clone rewrites params.yaml while this
     one trains with seed 0: DVC would record seed 8 for a model trained with seed 0."""
@@ -60,6 +61,7 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.slow  # runs the train stage
 def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_path, monkeypatch):
     """Once params.yaml no longer describes the run, the iterations left would be CPU spent
     on a model that cannot be recorded: the run stops at the next interval."""
@@ -83,6 +85,7 @@ def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_p
     assert not outputs.generator.exists()
 
 
+@pytest.mark.slow  # runs the train stage
 def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_path, monkeypatch):
     """The second `dvc exp run` also force-checks-out this stage's outputs before it meets
     DVC's lock, so reports/samples can vanish between the interval's params check and its
@@ -115,6 +118,7 @@ def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_p
     assert not outputs.generator.exists()
 
 
+@pytest.mark.slow  # runs the train stage
 def test_unchanged_params_train_as_before(prepared, tmp_path, monkeypatch):
     """The guard reads params.yaml at every interval and before the outputs, and changes
     nothing when it finds it unchanged: the same bytes as a run without it."""

@@ -215,6 +215,7 @@ def test_a_float16_gan_trains_under_a_dynamic_loss_scale(tiny_train_cfg, tiny_im
     assert np.abs(onnx_images - keras_generate(gan.generator, z)).max() < 1e-4
 
 
+@pytest.mark.slow  # compiles the whole step with XLA
 def test_an_xla_step_trains_the_same_bits_twice(tiny_train_cfg, tiny_images):
     def trained() -> list[np.ndarray]:
         gan = GAN(tiny_train_cfg, tiny_images, jit_compile=True)

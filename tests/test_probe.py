@@ -56,6 +56,7 @@ def train(cfg, prepared, out, eval_interval):
     return out
 
 
+@pytest.mark.slow  # runs the train stage
 def test_scoring_changes_no_bit_of_the_training(cfg, prepared, tmp_path):
     off = train(cfg, prepared, tmp_path / "off", 0)
     on = train(cfg, prepared, tmp_path / "on", 2)
@@ -67,6 +68,7 @@ def test_scoring_changes_no_bit_of_the_training(cfg, prepared, tmp_path):
     assert "best_fcd" not in json.loads((off / "reports/train_metrics.json").read_text())
 
 
+@pytest.mark.slow  # runs the train stage
 def test_scores_go_to_the_plots_file_the_metrics_training_json_and_mlflow(cfg, prepared, tmp_path):
     from mlflow.tracking import MlflowClient
 
