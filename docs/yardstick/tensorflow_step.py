@@ -56,12 +56,12 @@ def main() -> None:
     args = parser.parse_args()
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
-    from dcgan.config import load_all
+    from dcgan.config import FLOAT32, load_all
     from dcgan.data import normalise
     from dcgan.sources import load_sample
     from dcgan.training import GAN
 
-    cfg = dataclasses.replace(load_all(args.params)["train"], precision="float32")
+    cfg = dataclasses.replace(load_all(args.params)["train"], precision=FLOAT32)
     gan = GAN(cfg, normalise(load_sample(0.2, 0).x_train))
     seconds = median_seconds(lambda: float(gan.train_step()["g_loss"]), args.iterations)
     with tempfile.TemporaryDirectory() as logdir:
