@@ -14,12 +14,12 @@ def main() -> None:
     # A bad param, and an unreachable or read-only MLflow store, stop here, before
     # TensorFlow loads.
     cfg, paths, params = stage_args(__doc__, "train", TrainPaths)
-    check_tracking_store()
+    store_uri = check_tracking_store()
 
     from dcgan.pipeline import train  # imports TensorFlow; seeds everything from cfg.seed
 
     with params_file(params):
-        train.run(cfg, paths)
+        train.run(cfg, paths, store_uri=store_uri)
 
 
 if __name__ == "__main__":

@@ -102,12 +102,19 @@ def stage_paths(stage: str, root: Path) -> dict[str, Path]:
     return {k: root / v for k, v in stage_args(stage, ROOT).items()}
 
 
+def paths_class(stage: str) -> type:
+    """The stage's paths dataclass in dcgan.pipeline.paths (``train`` -> ``TrainPaths``)."""
+    from dcgan.pipeline import paths
+
+    return getattr(paths, f"{stage.capitalize()}Paths")
+
+
 def paths_of(stage: str, root: Path, **given: Path | str | None):
     """The stage's paths (dcgan.pipeline.paths): every output it must write as dvc.yaml names
     it, under ``root``, and what it reads, or any output replaced, by keyword."""
     from dcgan.pipeline import paths
 
-    cls = getattr(paths, f"{stage.capitalize()}Paths")
+    cls = paths_class(stage)
     named = stage_paths(stage, root)
     outputs = {
         f.name: named[f.name]

@@ -14,12 +14,8 @@ from dcgan.layout import stage_args as cmd_args
 from dcgan.pipeline import paths
 from dcgan.pipeline.shell import option, stage_args
 
-from .conftest import ROOT
+from .conftest import ROOT, paths_class
 from .test_house import STAGES
-
-
-def _paths_class(stage: str) -> type[paths.StagePaths]:
-    return getattr(paths, f"{stage.capitalize()}Paths")
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -27,14 +23,14 @@ def test_every_stage_runs_with_its_config_and_its_paths(stage):
     tree = ast.parse((ROOT / "dcgan/pipeline" / f"{stage}.py").read_text())
     (run,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run"]
     assert [a.arg for a in run.args.args] == ["cfg", "paths"]
-    assert ast.unparse(run.args.args[1].annotation) == _paths_class(stage).__name__
+    assert ast.unparse(run.args.args[1].annotation) == paths_class(stage).__name__
     config = BLOCKS[stage].__name__ if stage in BLOCKS else NoParams.__name__
     assert ast.unparse(run.args.args[0].annotation) == config
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_cmd_gives_each_path_the_stage_takes_and_no_other(stage):
-    fields = dataclasses.fields(_paths_class(stage))
+    fields = dataclasses.fields(paths_class(stage))
     given = set(cmd_args(stage, ROOT))
     expected = {f.name for f in fields} | ({"params"} if stage in BLOCKS else set())
     assert given == expected

@@ -65,22 +65,21 @@ def onnx_file(tmp_path_factory) -> Path:
     return path
 
 
+def build_site(web: Path, onnx_file: Path, folder: Path, out: str) -> Path:
+    """The site stage on ``web`` and ``onnx_file``, with METRICS as the evaluate stage's
+    metrics and no animation, into ``folder / out``."""
+    (folder / "metrics.json").write_text(json.dumps(METRICS))
+    paths = SitePaths(
+        web=web, onnx=onnx_file, metrics=folder / "metrics.json", animation=None, out=folder / out
+    )
+    return site.run(NoParams(), paths)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, onnx_file) -> Path:
     if not ORT_INSTALLED:
         pytest.skip("no onnxruntime-web in web/node_modules: npm ci --prefix web")
-    folder = tmp_path_factory.mktemp("site")
-    (folder / "metrics.json").write_text(json.dumps(METRICS))
-    return site.run(
-        NoParams(),
-        SitePaths(
-            web=WEB,
-            onnx=onnx_file,
-            metrics=folder / "metrics.json",
-            animation=None,
-            out=folder / "site",
-        ),
-    )
+    return build_site(WEB, onnx_file, tmp_path_factory.mktemp("site"), "site")
 
 
 class Server:
@@ -249,20 +248,10 @@ def test_the_site_needs_the_pinned_onnxruntime_web(tmp_path, onnx_file):
     web.mkdir()
     for name in (*site.PAGE_FILES, "package-lock.json"):
         shutil.copy(WEB / name, web / name)
-    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
     with pytest.raises(
         DcganError, match=r"onnxruntime-web 1\.\d+\.\d+ is not installed in .*npm ci"
     ):
-        site.run(
-            NoParams(),
-            SitePaths(
-                web=web,
-                onnx=onnx_file,
-                metrics=tmp_path / "metrics.json",
-                animation=None,
-                out=tmp_path / "out",
-            ),
-        )
+        build_site(web, onnx_file, tmp_path, "out")
     assert not (tmp_path / "out").exists()  # nothing half-built
     with pytest.raises(DcganError, match="not found; run `dvc repro export`"):
         site.model_card(tmp_path / "nowhere.onnx", tmp_path / "metrics.json")

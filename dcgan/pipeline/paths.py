@@ -56,9 +56,6 @@ class StagePaths:
         ]
 
 
-PARAMS_HELP = "params file the stage's block was read from"
-
-
 @dataclass(frozen=True)
 class PreparePaths(StagePaths):
     out: Path = written("folder of the normalised .npy splits and meta.json")
@@ -76,7 +73,9 @@ class TrainPaths(StagePaths):
     metrics: Path = written("final losses and lowest FCD JSON (DVC metrics)")
     quality: Path = written("quality scores at each eval_interval JSON (DVC plots)")
     # Read again at every interval: a train block changed mid-run stops the run (params_guard).
-    params: Path | None = read(PARAMS_HELP, needed=False, on_command_line=True)
+    params: Path | None = read(
+        "params file the stage's block was read from", needed=False, on_command_line=True
+    )
     classifier: Path | None = read(
         "the classifier stage's .keras; needed unless train.eval_interval is 0",
         needed=False,

@@ -42,7 +42,13 @@ from dcgan.training import GAN, STEP_METRICS
 log = logging.getLogger(__name__)
 
 
-def run(cfg: TrainConfig, paths: TrainPaths, *, progress: bool | None = None) -> dict[str, float]:
+def run(
+    cfg: TrainConfig,
+    paths: TrainPaths,
+    *,
+    progress: bool | None = None,
+    store_uri: str | None = None,
+) -> dict[str, float]:
     """Train, write the outputs ``paths`` names, record the run in MLflow; returns the final
     losses.
 
@@ -57,6 +63,8 @@ def run(cfg: TrainConfig, paths: TrainPaths, *, progress: bool | None = None) ->
     pairs these models with params that did not make them.
     ``paths.classifier``, the classifier stage's model, scores G every ``cfg.eval_interval``
     iterations (dcgan.probe); it is needed unless that is 0.
+    ``store_uri`` is a tracking store already checked (the stage checks it before TensorFlow
+    loads); without it the store is resolved and checked here.
     """
     # Over 60 lines with its docstring: the stage's story in order, as flax's
     # train_and_evaluate; each step it names is a function below or a module of its own.
@@ -65,7 +73,7 @@ def run(cfg: TrainConfig, paths: TrainPaths, *, progress: bool | None = None) ->
     env = {**environment.describe(paths.lock), **devices.describe(cfg.strategy, cfg.devices)}
     environment.warn_on_drift(paths.lock, env)
     origin = Origin({**data.meta.get("params", {}), **flat_params("train", cfg)}, env, data)
-    store_uri = check_tracking_store()
+    store_uri = store_uri or check_tracking_store()
 
     _clear(paths.samples)
     choice, gan, identity, resumed = _build(cfg, origin, paths)
