@@ -129,6 +129,7 @@ def test_the_flop_count_logs_no_tensorflow_deprecation(tiny_train_cfg, tiny_imag
     assert not [r for r in caplog.records if r.name.startswith("tensorflow")]
 
 
+@pytest.mark.slow  # the inference benchmark, at a tiny size
 def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow(repo_params):
     from dcgan.bench import bench_inference
 
@@ -143,6 +144,7 @@ def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow
         )
 
 
+@pytest.mark.slow  # the inference benchmark, at a tiny size
 def test_bench_inference_takes_any_exported_generator(repo_params, tmp_path):
     """A generator trained with another z_dim (64) is timed with noise of its own width."""
     import dataclasses
