@@ -5,6 +5,7 @@ says so on the page when the model cannot be loaded."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import io
@@ -145,11 +146,54 @@ def browser():
 
 
 def open_page(driver, url: str) -> bool:
-    """Load the page and wait for dcgan.ready; whether the model loaded."""
+    """Load the page and wait for dcgan.ready; whether the model loaded. A page whose script
+    never set window.dcgan fails with what the browser saw (:func:`page_report`)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get_log("performance")  # drop what earlier pages logged
+    driver.get_log("browser")
     driver.get(url)
+    # WebDriver's get can return while the previous document (a new session's data:,) is
+    # still the current one (SeleniumHQ/selenium#1364); a script run then runs there. So wait
+    # for this page's document to be the current one, and loaded: its deferred app.js has
+    # then run, or failed.
+    state_js = (
+        "return {dcgan: typeof window.dcgan, readyState: document.readyState, href: location.href};"
+    )
+    loaded = lambda d: (  # noqa: E731
+        (s := d.execute_script(state_js))["href"] == url and s["readyState"] == "complete"
+    )
+    with contextlib.suppress(TimeoutException):  # the report below says which document
+        WebDriverWait(driver, 60, poll_frequency=0.05).until(loaded)
+    state = driver.execute_script(state_js)
+    if state["dcgan"] != "object":
+        raise AssertionError(page_report(driver, url, state))
     return driver.execute_async_script(
         "const done = arguments[arguments.length - 1]; window.dcgan.ready.then(done);"
+    )
+
+
+def page_report(driver, url: str, state: dict) -> str:
+    """Why a page has no window.dcgan: the document the driver is in, every request the page
+    made with its status or network error, and the browser's console."""
+    requests: dict[str, list[str]] = {}
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message["params"]
+        if message["method"] == "Network.requestWillBeSent":
+            requests[params["requestId"]] = [params["request"]["url"]]
+        elif message["method"] == "Network.responseReceived":
+            requests.setdefault(params["requestId"], ["?"]).append(
+                str(params["response"]["status"])
+            )
+        elif message["method"] == "Network.loadingFailed":
+            requests.setdefault(params["requestId"], ["?"]).append(params["errorText"])
+    console = [f"{e['level']} {e['message']}" for e in driver.get_log("browser")]
+    return (
+        f"window.dcgan is {state['dcgan']} after driver.get({url!r}) returned: the document "
+        f"is {state['href']!r}, readyState {state['readyState']!r}; requests: "
+        f"{[' '.join(r) for r in requests.values()]}; console: {console}"
     )
 
 
@@ -241,6 +285,31 @@ def test_a_bad_model_is_a_message_on_the_page(built, browser, serve, tmp_path, d
     assert "error" in status.get_attribute("class")
     assert status.text.startswith("Could not start the generator: model.onnx is not a loadable")
     assert "dvc repro site" in status.text
+
+
+@needs_browser
+@needs_ort
+def test_a_page_whose_script_did_not_load_says_so_and_the_test_says_why(
+    built, browser, serve, tmp_path
+):
+    broken = tmp_path / "site"
+    shutil.copytree(built, broken)
+    (broken / "app.js").unlink()
+    server = serve(broken)
+    url = f"{server.origin}/index.html"
+    # The test's report: the document it is in, and each request with its status.
+    with pytest.raises(AssertionError) as failed:
+        open_page(browser, url)
+    report = str(failed.value)
+    assert f"window.dcgan is undefined after driver.get('{url}')" in report, report
+    assert f"the document is '{url}', readyState 'complete'" in report, report
+    assert f"{server.origin}/app.js 404" in report and f"{url} 200" in report, report
+    # The page's: a user is told, not left with "Loading the generator…".
+    status = browser.find_element("id", "status")
+    assert "error" in status.get_attribute("class")
+    assert status.text.startswith(
+        "Could not start the generator: the page's script app.js did not load."
+    ), status.text
 
 
 def test_the_site_needs_the_pinned_onnxruntime_web(tmp_path, onnx_file):
