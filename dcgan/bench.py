@@ -31,9 +31,11 @@ import numpy as np
 from dcgan import determinism_cost
 from dcgan.config import BFLOAT16, FLOAT32, ExportConfig, TrainConfig
 from dcgan.errors import DcganError
-from dcgan.timing import median_seconds
+from dcgan.timing import alternating_medians, median_seconds
 
 log = logging.getLogger(__name__)
+# The averaged generator's decay in the bench: the update's cost does not depend on it.
+EMA_DECAY = 0.999
 
 
 def machine() -> dict[str, Any]:
@@ -150,6 +152,7 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
     keras.backend.clear_session()
     peak, peak_bf16 = matmul_gflop_per_s("float32"), matmul_gflop_per_s("bfloat16")
     settings = determinism_cost.step_under_variants(lambda: _step_of(GAN(cfg, images)), iterations)
+    ema = ema_cost(cfg, images, iterations)
     return {
         "batch_size": cfg.batch_size,
         "ours_s_per_iteration": ours,
@@ -175,6 +178,25 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
         "trace_count": gan.trace_count,
         # what the float32 step ran with, and what each bit-determinism setting costs it
         "determinism": settings,
+        **ema,
+    }
+
+
+def ema_cost(cfg: TrainConfig, images: np.ndarray, iterations: int) -> dict[str, float]:
+    """The float32 step with and without the averaged generator (train.ema_decay), in
+    alternation: the ratio is what the update after each G step costs."""
+    from dcgan.training import GAN
+
+    averaged = dataclasses.replace(cfg, ema_decay=EMA_DECAY)
+    medians = alternating_medians(
+        {"plain": _step_of(GAN(cfg, images)), "ema": _step_of(GAN(averaged, images))},
+        iterations,
+        warmup=3,
+    )
+    return {
+        "ema_plain_s_per_iteration": medians["plain"],
+        "ema_s_per_iteration": medians["ema"],
+        "ema_update_cost": medians["ema"] / medians["plain"] - 1,
     }
 
 
@@ -319,6 +341,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"% of its matmul; bfloat16/float32 {t['bfloat16_speedup_vs_float32']:.2f}x "
         f"(train.precision: auto -> {t['auto_precision']})",
         *determinism_cost.table_lines(t["determinism"]),
+        f"  averaged generator (train.ema_decay): {100 * t['ema_update_cost']:+.1f} % per step "
+        f"({t['ema_s_per_iteration']:.3f} s against {t['ema_plain_s_per_iteration']:.3f} s, "
+        "timed in turn)",
         "",
         "inference      onnxruntime ms   (tf2onnx graph)   tensorflow ms   ORT/TF speed-up",
     ]

@@ -34,6 +34,9 @@ FLOAT32, BFLOAT16, FLOAT16, AUTO = "float32", "mixed_bfloat16", "mixed_float16",
 PRECISIONS = (FLOAT32, BFLOAT16, FLOAT16, AUTO)
 STRATEGIES = ("default", "mirrored")
 D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/training.py
+# train.keep: which of G's iterations the stage ships (dcgan/shipped.py).
+KEEP_LAST, KEEP_BEST = "last", "best"
+KEEPS = (KEEP_LAST, KEEP_BEST)
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.
 SEED_RANGE = (0, 2**32 - 1)
 SEED_REASON = "NumPy's legacy seeding, which Keras uses, takes 32-bit seeds"
@@ -115,6 +118,9 @@ class TrainConfig:
     leaky_slope: float  # negative slope of every LeakyReLU (the book's alpha=0.01)
     d_fakes: str  # D's fake batch from G in inference mode (predict, the book) or training mode
     label_smoothing: float  # one-sided: D's real label is 1 - this (the book: 0)
+    ema_decay: float  # ship an exponential moving average of G's weights at this decay; 0 = off
+    keep: str  # last (G of the last iteration) | best (of the lowest FCD scored in training)
+    lr_decay_from: float  # both learning rates fall linearly to 0 from this fraction of the run
     seed: int  # seeds weight init, batch indices and noise; same seed -> same weights
     precision: str  # float32 (the book) | mixed_bfloat16 | mixed_float16 | auto (measured)
     strategy: str  # default (one device) | mirrored (tf.distribute.MirroredStrategy)
@@ -179,6 +185,28 @@ class TrainConfig:
             "train.label_smoothing",
             "must be in [0, 0.5) (D's real label is 1 minus it; at 0.5 real and fake look alike)",
             self.label_smoothing,
+        )
+        _check(
+            0.0 <= self.ema_decay < 1.0,
+            "train.ema_decay",
+            "must be in [0, 1) (0 = no averaged generator; 0.999 averages over ~1 000 iterations)",
+            self.ema_decay,
+        )
+        _check_choice("train.keep", self.keep, KEEPS)
+        _check(
+            self.keep == KEEP_LAST or self.eval_interval > 0,
+            "train.keep",
+            "must be last when train.eval_interval is 0 (best keeps the generator of the "
+            "lowest FCD scored in training, and nothing is scored); set an eval_interval, or "
+            "keep: last",
+            self.keep,
+        )
+        _check(
+            0.0 <= self.lr_decay_from < 1.0,
+            "train.lr_decay_from",
+            "must be in [0, 1): the fraction of the run after which both learning rates fall "
+            "linearly to 0 (0 = constant)",
+            self.lr_decay_from,
         )
         _check_seed("train.seed", self.seed)
         _check_choice("train.precision", self.precision, PRECISIONS)
@@ -398,29 +426,17 @@ def load_config(stage: str, path: str | os.PathLike[str] = PARAMS_FILE) -> Any:
     if stage not in params:
         raise DcganError(f"{path}: missing block {stage}:; add it to {path}")
     with params_file(path):
-        cfg = config_from_dict(STAGES[stage], params[stage], stage)
-        if isinstance(cfg, TrainConfig):
-            _check_schedule(cfg)
-        return cfg
+        return config_from_dict(STAGES[stage], params[stage], stage)
 
 
-def _check_schedule(cfg: TrainConfig) -> None:
-    """A params file's slip rather than a config that cannot run (the loop also records at the
-    last iteration): a sample interval past the end gives one grid, one loss row, no curve."""
-    _check(
-        cfg.sample_interval <= cfg.iterations,
-        "train.sample_interval",
-        f"must be at most train.iterations ({cfg.iterations}), or the run records one grid and "
-        "one loss row",
-        cfg.sample_interval,
-    )
-    _check(
-        cfg.eval_interval <= cfg.iterations,
-        "train.eval_interval",
-        f"must be at most train.iterations ({cfg.iterations}), or 0 for none: the run is scored "
-        "at every interval and at the last iteration",
-        cfg.eval_interval,
-    )
+def last_only(cfg: TrainConfig) -> list[str]:
+    """The intervals longer than the run, which then act at the last iteration only (the loop
+    always records there): a short run such as ``-S train.iterations=100`` just trains."""
+    return [
+        f"train.{key}={getattr(cfg, key)}"
+        for key in ("sample_interval", "eval_interval")
+        if getattr(cfg, key) > cfg.iterations
+    ]
 
 
 def load_all(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:

@@ -80,3 +80,21 @@ def median_seconds(
         if times[-1] > stop_above:
             break
     return statistics.median(times)
+
+
+def alternating_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall seconds of each of ``fns``, their calls taken in turn (a, b, a, b, ...):
+    a machine whose speed drifts (a neighbour, the clock) then slows them alike, and their
+    ratio holds where two blocks timed one after the other would not."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

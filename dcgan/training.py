@@ -10,7 +10,12 @@ One iteration, exactly as in *GANs in Action*, chapter 4:
    one on the fake batch (label 0):
    two separate batches, so D's BatchNorm sees them separately; D's loss and accuracy are
    the mean of the two;
-4. draw fresh z and take one Adam step of G through D (label 1) with D untouched.
+4. draw fresh z and take one Adam step of G through D (label 1) with D untouched;
+5. with ``train.ema_decay``, update the average of G's weights (dcgan.shipped), which
+   training never reads.
+
+``train.lr_decay_from`` lets both learning rates fall linearly to zero over the end of the
+run (:class:`LinearDecay`); 0 keeps them constant, as the book.
 
 The book freezes D with ``discriminator.trainable = False`` before compiling the combined
 model. In Keras 3 that flag also stops ``discriminator.train_on_batch`` from training D,
@@ -29,10 +34,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.config import AUTO, FLOAT16, TrainConfig, listed_devices, params_error
+from dcgan.config import AUTO, FLOAT16, KEEP_BEST, TrainConfig, listed_devices, params_error
 from dcgan.contract import IMAGE_SHAPE
 from dcgan.determinism import seed_everything
 from dcgan.models import build_models, train_forward
+from dcgan.shipped import Averaged, Best
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,32 @@ def bce(labels: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
     divides by the number of replicas, and we scale explicitly where the gradients are taken.
     """
     return tf.reduce_mean(keras.losses.binary_crossentropy(labels, probs))
+
+
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` until iteration ``start``, then linearly down to 0 at iteration ``total``
+    (torch-fidelity's SNGAN example: ``1 - step / total`` over the decaying part).
+
+    The optimizer passes its own step count, 0-based; D's optimizer steps twice per
+    iteration (real, fake), so ``steps_per_iteration`` maps it back to the iteration.
+    """
+
+    def __init__(self, rate: float, start: int, total: int, steps_per_iteration: int) -> None:
+        self.rate, self.start, self.total = rate, start, total
+        self.steps_per_iteration = steps_per_iteration
+
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
+        iteration = tf.cast(step // self.steps_per_iteration + 1, tf.float32)  # 1-based
+        left = (self.total - iteration) / max(self.total - self.start, 1)
+        return self.rate * tf.clip_by_value(left, 0.0, 1.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "start": self.start,
+            "total": self.total,
+            "steps_per_iteration": self.steps_per_iteration,
+        }
 
 
 def make_strategy(name: str, devices: str = "") -> tf.distribute.Strategy:
@@ -98,11 +130,15 @@ class GAN:
             self.generator, self.discriminator = build_models(
                 cfg.z_dim, cfg.leaky_slope, self.precision, synchronized_bn=self.replicas > 1
             )
-            self.g_optimizer = self._adam(cfg.g_learning_rate)
-            self.d_optimizer = self._adam(cfg.d_learning_rate)
+            self.g_optimizer = self._adam(cfg.g_learning_rate, steps_per_iteration=1)
+            self.d_optimizer = self._adam(cfg.d_learning_rate, steps_per_iteration=2)
             # Build optimizer slots now: variables cannot be created inside the compiled step.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
+            # Made after everything training builds, and from G's weights only: training's
+            # variables, initial values and random draws are those of a run without them.
+            self.averaged = Averaged(self.generator, cfg.ema_decay) if cfg.ema_decay else None
+            self.best = Best(self.scored_generator) if cfg.keep == KEEP_BEST else None
         self.images = tf.constant(images, dtype=tf.float32)  # (N, 28, 28, 1), stays on device
         self.rng = tf.random.Generator.from_seed(cfg.seed)
         if jit_compile and cfg.strategy != "default":  # as dcgan.precision.candidates
@@ -114,12 +150,17 @@ class GAN:
             self._step, reduce_retracing=True, jit_compile=True if jit_compile else None
         )
 
-    def _adam(self, learning_rate: float) -> keras.optimizers.Optimizer:
+    def _adam(self, learning_rate: float, steps_per_iteration: int) -> keras.optimizers.Optimizer:
         """Adam as the book has it; under mixed_float16 inside a dynamic loss scale: float16's
         range flushes small gradients to zero, so the loss is scaled up, the gradients back
         down, and a step whose gradients overflowed is skipped (bfloat16 has float32's range
-        and needs none of it)."""
-        adam = keras.optimizers.Adam(learning_rate, self.cfg.beta_1, self.cfg.beta_2)
+        and needs none of it). With ``train.lr_decay_from``, its rate is a LinearDecay."""
+        cfg = self.cfg
+        rate: float | LinearDecay = learning_rate
+        if cfg.lr_decay_from:
+            start = round(cfg.lr_decay_from * cfg.iterations)
+            rate = LinearDecay(learning_rate, start, cfg.iterations, steps_per_iteration)
+        adam = keras.optimizers.Adam(rate, cfg.beta_1, cfg.beta_2)
         if self.precision == FLOAT16:
             return keras.optimizers.LossScaleOptimizer(adam)
         return adam
@@ -193,6 +234,8 @@ class GAN:
         z = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim) for D's fake batch
         z_g = self.rng.normal([cfg.batch_size, cfg.z_dim])  # (B, z_dim) fresh, for G's step
         per_replica = self.strategy.run(self._replica_step, args=(real, z, z_g))
+        if self.averaged is not None:  # G's step count is now n + 1 for the n-th update
+            self.averaged.update(self.g_optimizer.iterations - 1)
         mean = tf.distribute.ReduceOp.MEAN  # equal shares: the mean of means is the global mean
         return {k: self.strategy.reduce(mean, v, axis=None) for k, v in per_replica.items()}
 
@@ -211,14 +254,31 @@ class GAN:
         """How often the compiled step was traced; more than one means retracing."""
         return self._compiled_step.experimental_get_tracing_count()
 
+    @property
+    def scored_generator(self) -> keras.Model:
+        """The generator the probe scores as the run's quality: G's average with
+        ``train.ema_decay``, else G itself."""
+        return self.averaged.model if self.averaged is not None else self.generator
+
+    @property
+    def shipped_generator(self) -> keras.Model:
+        """The generator the stage saves: the copy of the lowest FCD with ``train.keep:
+        best``, else :attr:`scored_generator` at the last iteration."""
+        return self.best.model if self.best is not None else self.scored_generator
+
     def state_variables(self) -> dict[str, Any]:
-        """Every variable the next iteration reads, by a stable name (for checkpoints)."""
+        """Every variable the next iteration reads, and the average and the kept copy of G,
+        by a stable name (for checkpoints)."""
         groups = {
             "generator": self.generator.weights,
             "discriminator": self.discriminator.weights,
             "g_optimizer": self.g_optimizer.variables,
             "d_optimizer": self.d_optimizer.variables,
         }
+        if self.averaged is not None:
+            groups["generator_ema"] = self.averaged.model.weights
+        if self.best is not None:
+            groups["generator_best"] = self.best.model.weights
         state = {
             f"{group}:{i:03d}:{v.path.replace('/', '.')}": v
             for group, variables in groups.items()

@@ -60,6 +60,9 @@ def test_format_table_lists_every_batch():
             "float32_ceiling_speedup_vs_book": 3.4,
             "peak_rss_mb": 900.0,
             "book_loop_trains_d": True,
+            "ema_plain_s_per_iteration": 0.2,
+            "ema_s_per_iteration": 0.203,
+            "ema_update_cost": 0.015,
             "determinism": {
                 "settings": {"op_determinism": True, "constant_folding": False, "remapping": False},
                 "variants": {
@@ -78,6 +81,7 @@ def test_format_table_lists_every_batch():
     }
     table = format_table(report)
     assert "3.00x" in table and "batch  1024" in table and "TensorFlow imported: False" in table
+    assert "averaged generator (train.ema_decay): +1.5 % per step (0.203 s against 0.200 s" in table
     assert "bfloat16 step 700 GFLOP/s = 44 % of its matmul; bfloat16/float32 2.00x" in table
     assert "ran with op determinism on, constant folding off, remapping off (bit-identical" in table
     assert "TensorFlow's defaults:" in table and "0.095 s/iteration (0.95x the project's)" in table
@@ -98,8 +102,12 @@ def test_bench_training_runs_and_reports(tiny_train_cfg):
         "ours_mixed_bfloat16_s_per_iteration",
         "book_s_per_iteration",
         "book_without_unused_predict_s_per_iteration",
+        "ema_s_per_iteration",
+        "ema_plain_s_per_iteration",
     ):
         assert report[key] > 0
+    ema = report["ema_s_per_iteration"] / report["ema_plain_s_per_iteration"] - 1
+    assert report["ema_update_cost"] == pytest.approx(ema)
     # The settings the step ran with are the ones every training stage sets, and the bench
     # leaves them so: a later GAN in the same process trains the same bits.
     from dcgan.determinism_cost import VARIANTS, current
@@ -194,3 +202,14 @@ def test_book_loop_calls_predict_as_printed(tiny_train_cfg, tiny_images, unused_
     iteration()
     assert len(calls) == expected
     assert all(dtype == np.float64 for dtype in calls)  # the book's NumPy noise is float64
+
+
+def test_alternating_medians_take_the_calls_in_turn_after_the_warm_up():
+    from dcgan.timing import alternating_medians
+
+    calls: list[str] = []
+    medians = alternating_medians(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1
+    )
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]  # a's and b's warm-up, then in turn
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())

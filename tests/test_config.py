@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -9,10 +10,17 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcgan.config import STAGES, TrainConfig, config_from_dict, load_all, load_config
+from dcgan.config import (
+    STAGES,
+    TrainConfig,
+    config_from_dict,
+    last_only,
+    load_all,
+    load_config,
+)
 from dcgan.errors import DcganError
 
-from .conftest import ROOT, run_without_tensorflow, stage_command, write_params
+from .conftest import ROOT, stage_command, write_params
 
 
 def test_repository_params_load(repo_params):
@@ -38,6 +46,11 @@ def test_repository_params_load(repo_params):
         ("train", "label_smoothing", 0.5, "train.label_smoothing must be in [0, 0.5) (D's real"),
         ("train", "label_smoothing", -0.1, "train.label_smoothing must be in [0, 0.5)"),
         ("train", "leaky_slope", 1.5, "train.leaky_slope must be in [0, 1] (a LeakyReLU slope"),
+        ("train", "ema_decay", 1.0, "train.ema_decay must be in [0, 1) (0 = no averaged"),
+        ("train", "ema_decay", -0.5, "train.ema_decay must be in [0, 1)"),
+        ("train", "keep", "lowest", "train.keep must be one of last, best"),
+        ("train", "lr_decay_from", 1.0, "train.lr_decay_from must be in [0, 1): the fraction"),
+        ("train", "lr_decay_from", -0.1, "train.lr_decay_from must be in [0, 1)"),
         ("train", "iterations", 10**8, "train.iterations must be in [1, 10_000_000]"),
         ("train", "seed", 2**32, "train.seed must be in [0, 4_294_967_295] (NumPy's legacy"),
         ("train", "seed", -1, "train.seed must be in [0, 4_294_967_295]"),
@@ -109,9 +122,10 @@ def test_missing_key(tmp_path):
         ({"iterations": 0}, "train.iterations must be a positive integer, got 0; fix it in {file}"),
         ({"iterations": "ten"}, "train.iterations must be int, got 'ten' (str); fix it in {file}"),
         (
-            {"iterations": 100, "sample_interval": 200},
-            "train.sample_interval must be at most train.iterations (100), or the run records "
-            "one grid and one loss row, got 200; fix it in {file}",
+            {"keep": "best", "eval_interval": 0},
+            "train.keep must be last when train.eval_interval is 0 (best keeps the generator "
+            "of the lowest FCD scored in training, and nothing is scored); set an "
+            "eval_interval, or keep: last, got 'best'; fix it in {file}",
         ),
     ],
 )
@@ -169,17 +183,22 @@ def test_stage_cli_bad_params_is_one_line_and_exit_2(tmp_path, stage):
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
-def test_train_refuses_a_sample_interval_past_the_end_before_tensorflow(tmp_path):
-    """`dvc exp run -S train.iterations=100` with the default sample_interval (200): one line
-    from the stage, exit 2, nothing written, and TensorFlow never imported."""
+def test_intervals_longer_than_the_run_act_at_its_last_iteration(tmp_path):
+    """`dvc exp run -S train.iterations=100` with the default intervals (200) is a short run,
+    not an error: the loader takes it and names the intervals that act at the end only."""
     path = write_params(tmp_path / "params.yaml", train={"iterations": 100})
-    proc = run_without_tensorflow(stage_command("train", tmp_path, params=path), tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        f"error: {path}: train.sample_interval must be at most train.iterations (100), or the "
-        f"run records one grid and one loss row, got 200; fix it in {path}"
-    ]
-    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
+    cfg = load_config("train", path)
+    assert (cfg.sample_interval, cfg.eval_interval) == (200, 200)
+    assert last_only(cfg) == ["train.sample_interval=200", "train.eval_interval=200"]
+    path = write_params(tmp_path / "params.yaml", train={"iterations": 100, "eval_interval": 0})
+    assert last_only(load_config("train", path)) == ["train.sample_interval=200"]
+    for key, value, problem in [
+        ("sample_interval", 0, "train.sample_interval must be a positive integer, got 0"),
+        ("eval_interval", -1, "train.eval_interval must be 0 (no scoring during training)"),
+    ]:
+        path = write_params(tmp_path / "params.yaml", train={"iterations": 100, key: value})
+        with pytest.raises(DcganError, match=re.escape(problem)):
+            load_config("train", path)
 
 
 _scalars = st.one_of(

@@ -136,7 +136,9 @@ def test_quality_is_scored_at_every_eval_interval_in_mlflow_the_plots_file_and_d
     scored = [3, 6]
     rows = json.loads((repo / "reports/quality.json").read_text())
     assert [row["iteration"] for row in rows] == scored
-    assert set(rows[0]) == {"iteration", "fcd", "mnist_score", "min_class_share", "max_class_share"}
+    scores = {"fcd", "mnist_score", "min_class_share", "max_class_share"}
+    # The averaged G's scores, and the live G's beside them (TINY trains with train.ema_decay).
+    assert set(rows[0]) == {"iteration", *scores, *(f"live_{k}" for k in scores)}
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
     history = client.get_metric_history(found.info.run_id, "quality/fcd")
@@ -156,6 +158,34 @@ def test_quality_is_scored_at_every_eval_interval_in_mlflow_the_plots_file_and_d
     points = shown["quality FCD"][0]["content"]["data"]["values"]
     assert [int(p["iteration"]) for p in points] == scored
     assert [float(p["fcd"]) for p in points] == [r["fcd"] for r in rows]
+
+
+def test_the_averaged_generator_of_the_lowest_fcd_is_exported_evaluated_and_registered(repo):
+    """TINY ships G's average kept at its lowest in-training FCD: training.json, the ONNX
+    file's metadata, the evaluate stage's registered version and `dvc exp show`'s metrics
+    all say so, and the ONNX file is that .keras file's export."""
+    repo, env = repo
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    from dcgan.files import sha256_file
+
+    rows = json.loads((repo / "reports/quality.json").read_text())
+    lowest = min(rows, key=lambda r: (r["fcd"], r["iteration"]))
+    shipped = {"kind": "averaged", "keep": "best", "iteration": lowest["iteration"]}
+    assert json.loads((repo / "models/training.json").read_text())["generator"] == shipped
+    train_metrics = json.loads((repo / "reports/train_metrics.json").read_text())
+    assert train_metrics["generator_iteration"] == lowest["iteration"]
+    meta = {p.key: p.value for p in onnx.load(str(repo / "models/generator.onnx")).metadata_props}
+    assert json.loads(meta["generator"]) == shipped
+    assert meta["generator_sha256"] == sha256_file(repo / "models/generator.keras")
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name = 'dcgan-generator'")
+    assert json.loads(version.tags["generator"]) == shipped
+    assert version.tags["onnx_sha256"] == sha256_file(repo / "models/generator.onnx")
+    train_run = client.get_run(version.run_id)
+    assert train_run.data.tags["generator_kind"] == "averaged"
+    assert train_run.data.metrics["generator_iteration"] == lowest["iteration"]
 
 
 def test_the_environment_is_on_the_record(repo):

@@ -102,10 +102,9 @@ def test_the_probe_scores_as_the_evaluate_stage_and_touches_no_training_state(
     cfg, prepared, tiny_images
 ):
     from dcgan.classifier import feature_head
-    from dcgan.contract import draw_noise
     from dcgan.data import load_prepared
     from dcgan.evaluation import keras_generate, sample_scores
-    from dcgan.probe import QualityProbe
+    from dcgan.probe import QualityProbe, probe_noise
     from dcgan.saving import load_model
     from dcgan.training import GAN
 
@@ -125,9 +124,9 @@ def test_the_probe_scores_as_the_evaluate_stage_and_touches_no_training_state(
     assert scores[0] == scores[1] == scores[2]  # its own fixed noise, G in inference mode
     assert probe._generate.experimental_get_tracing_count() == 1  # traced once, not per call
 
-    # The evaluate stage's functions on the same noise give the same scores.
+    # The evaluate stage's functions on the probe's noise give the same scores.
     head = feature_head(classifier)
-    z = draw_noise(cfg.eval_samples, cfg.z_dim, cfg.eval_seed)
+    z = probe_noise(cfg.eval_samples, cfg.z_dim, cfg.eval_seed)
     probs, features = head(keras_generate(gan.generator, z))
     expected = sample_scores(probs, features, head(real_test)[1])
     for key, value in scores[0].items():
@@ -168,3 +167,38 @@ def test_a_diverged_generator_stops_training_in_one_line(cfg, prepared, tiny_ima
         DcganError, match="training diverged: non-finite quality scores at iteration 1"
     ):
         train_loop(gan, progress=False, probe=probe)
+
+
+@pytest.mark.slow  # runs the train stage
+def test_keep_best_ships_the_averaged_generator_of_the_lowest_fcd(cfg, prepared, tmp_path):
+    """train.ema_decay and train.keep: best: the probe scores the average and G, and the
+    file shipped is the average at the lowest FCD, as its own score on the probe's noise
+    shows."""
+    from dcgan.data import load_prepared
+    from dcgan.probe import QualityProbe
+    from dcgan.saving import load_model
+
+    # G's steps too long to improve steadily: the lowest FCD is not the last iteration's.
+    cfg = dataclasses.replace(
+        cfg, iterations=8, eval_interval=2, ema_decay=0.5, keep="best", g_learning_rate=0.2
+    )
+    out = train(cfg, prepared, tmp_path / "run", 2)
+    rows = json.loads((out / "reports/quality.json").read_text())
+    assert [r["iteration"] for r in rows] == [2, 4, 6, 8]
+    assert all({"fcd", "live_fcd", "mnist_score", "live_mnist_score"} <= set(r) for r in rows)
+    lowest = min(rows, key=lambda r: (r["fcd"], r["iteration"]))
+    assert lowest["iteration"] < cfg.iterations, rows  # else keep: last would pass too
+    training = json.loads((out / "models/training.json").read_text())
+    assert training["generator"] == {
+        "kind": "averaged",
+        "keep": "best",
+        "iteration": lowest["iteration"],
+    }
+    metrics = json.loads((out / "reports/train_metrics.json").read_text())
+    assert metrics["generator_iteration"] == lowest["iteration"]
+    classifier = load_model(prepared / "classifier.keras", "classifier")
+    shipped = load_model(out / "models/generator.keras", "train")
+    real_test = load_prepared(prepared / "data").x_test
+    scores = QualityProbe(cfg, shipped, classifier, real_test)()
+    assert scores["fcd"] == pytest.approx(lowest["fcd"], rel=1e-4), (scores, rows)
+    assert scores["mnist_score"] == pytest.approx(lowest["mnist_score"], rel=1e-4)

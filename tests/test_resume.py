@@ -31,6 +31,9 @@ TRAIN = {
     "eval_interval": 10,  # twice a checkpoint interval: the kill comes after a score that
     # MLflow holds and the checkpoint does not, which the resumed run must not log again
     "eval_samples": 200,
+    # The shipped generator is the average's copy of the lowest FCD: both must resume too.
+    "ema_decay": 0.9,
+    "keep": "best",
     "experiment": "resume",
 }
 
@@ -145,9 +148,14 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     )
     assert not (workdir / "crashed/checkpoints").exists()  # discarded once the outputs exist
 
-    straight = weights(workdir / "straight/models/generator.keras")
-    again = weights(workdir / "crashed/models/generator.keras")
-    assert all(np.array_equal(a, b) for a, b in zip(straight, again, strict=True))
+    # The averaged generator kept at the lowest FCD, and D, which trained against the live G.
+    for model in ("generator", "discriminator"):
+        straight = weights(workdir / f"straight/models/{model}.keras")
+        again = weights(workdir / f"crashed/models/{model}.keras")
+        assert all(np.array_equal(a, b) for a, b in zip(straight, again, strict=True)), model
+    kept = json.loads((workdir / "crashed/models/training.json").read_text())["generator"]
+    assert kept == json.loads((workdir / "straight/models/training.json").read_text())["generator"]
+    assert (kept["kind"], kept["keep"]) == ("averaged", "best")
 
     runs, history = metric_history(workdir, "crashed")
     assert len(runs) == 1  # the resumed stage continued the same MLflow run
@@ -170,6 +178,7 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
     _, fcd = metric_history(workdir, "crashed", "quality/fcd")
     assert [step for step, _ in fcd] == scored
     assert fcd == metric_history(workdir, "straight", "quality/fcd")[1]
+    assert kept["iteration"] == min(quality, key=lambda r: (r["fcd"], r["iteration"]))["iteration"]
 
 
 @pytest.mark.parametrize(

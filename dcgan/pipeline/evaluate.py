@@ -94,6 +94,8 @@ def run(cfg: EvaluateConfig, paths: EvaluatePaths) -> dict[str, Any]:
                     "data_sha256": meta.get("data_sha256", ""),
                     "classifier_sha256": sha256_file(paths.classifier),
                     "onnx_sha256": onnx_sha256,
+                    # live or averaged, kept at the last iteration or the best (export's record)
+                    "generator": meta.get("generator", ""),
                 },
             )
     log.info("evaluate: %s", json.dumps(metrics))

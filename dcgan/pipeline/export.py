@@ -10,17 +10,20 @@ from pathlib import Path
 import onnx
 
 from dcgan import devices, environment
-from dcgan.config import FLOAT32, ExportConfig, flat_params
+from dcgan.config import FLOAT32, KEEP_LAST, ExportConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, read_json, sha256_file
 from dcgan.models import generator_z_dim
 from dcgan.pipeline.paths import ExportPaths
 from dcgan.saving import load_model
+from dcgan.shipped import LIVE
 from dcgan.tracking.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
 from dcgan.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
+# What a training.json from before train.ema_decay and train.keep shipped.
+DEFAULT_SHIPPED = {"kind": LIVE, "keep": KEEP_LAST}
 
 
 def run(cfg: ExportConfig, paths: ExportPaths) -> Path:
@@ -49,6 +52,8 @@ def run(cfg: ExportConfig, paths: ExportPaths) -> Path:
         {
             "params": json.dumps(params, sort_keys=True),
             "trained_precision": training.get("precision", FLOAT32),
+            # Which generator: live or averaged, kept at the last iteration or the best.
+            "generator": json.dumps(training.get("generator", DEFAULT_SHIPPED), sort_keys=True),
             "data_sha256": training["data"].get("sha256") or "",
             GENERATOR_SHA256: generator_sha256,  # which .keras file this is (evaluate checks)
             **environment.as_tags(env),

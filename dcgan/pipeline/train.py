@@ -8,8 +8,10 @@ Read :func:`run` top to bottom:
 3. open the MLflow run, a :class:`~dcgan.pipeline.training_run.TrainingRun` (a resumed run
    continues its own), and log what the crash lost;
 4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
-   every ``checkpoint_interval`` iterations, a checkpoint;
-5. save the outputs, discard the checkpoint, and close the run, tagged with the SHA-256 of
+   every ``checkpoint_interval`` iterations, a checkpoint; with ``train.keep: best``, each
+   new lowest FCD keeps a copy of the generator (dcgan.shipped);
+5. save the outputs (the generator shipped: G, its average or the copy kept), discard the
+   checkpoint, and close the run, tagged with the SHA-256 of
    the generator it produced (the outputs themselves name no run: see dcgan.tracking.lineage).
 
 What params.yaml may not do meanwhile is dcgan.pipeline.params_guard's.
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dcgan import checkpoint, devices, environment, memory, precision
-from dcgan.config import TrainConfig, flat_params, params_error
+from dcgan.config import TrainConfig, flat_params, last_only, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import write_json
 from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
@@ -36,6 +38,7 @@ from dcgan.plots import save_history_plot
 from dcgan.probe import for_training
 from dcgan.quality import lowest_fcd
 from dcgan.saving import save_model
+from dcgan.shipped import AVERAGED, LIVE, Best
 from dcgan.tracking.store import check_tracking_store
 from dcgan.training import GAN, STEP_METRICS
 
@@ -75,10 +78,20 @@ def run(
     origin = Origin({**data.meta.get("params", {}), **flat_params("train", cfg)}, env, data)
     store_uri = store_uri or check_tracking_store()
 
+    if last_only(cfg):  # a short run just trains: -S train.iterations=100
+        log.info(
+            "%s: longer than the %d-iteration run, so at its last iteration only",
+            " and ".join(last_only(cfg)),
+            cfg.iterations,
+        )
     _clear(paths.samples)
     choice, gan, identity, resumed = _build(cfg, origin, paths)
     history = History.after(resumed)
-    probe = for_training(cfg, gan.generator, paths.classifier, data.x_test)
+    if gan.best is not None:
+        gan.best.resumed(history.quality)  # the checkpoint restored its weights
+    # With an average, the run's quality is the average's; G's own is scored beside it.
+    live = gan.generator if gan.averaged is not None else None
+    probe = for_training(cfg, gan.scored_generator, paths.classifier, data.x_test, live)
     with TrainingRun(
         cfg,
         paths,
@@ -90,6 +103,8 @@ def run(
     ) as record:
         record.log_precision(choice)
         callbacks: list[Callback] = [
+            # First: the copy is kept before a tracker that fails can checkpoint the state.
+            *([KeepBest(gan.best)] if gan.best is not None else []),
             *([WatchParams(cfg, paths.params)] if paths.params is not None else []),
             SaveGrid(paths.samples),
             record.callback(),
@@ -121,7 +136,9 @@ def run(
                 # Every thread's CPU time: it compares recipes on a shared machine.
                 "cpu_seconds_per_iteration": cpu_seconds / max(done, 1),
                 **quality_summary(history.quality, probe, seconds),
+                "generator_iteration": shipped_record(gan)["iteration"],
             },
+            {f"generator_{k}": str(v) for k, v in shipped_record(gan).items()},
         )
         if paths.checkpoints is not None:  # only now: a rerun after a failed close resumes
             checkpoint.discard(paths.checkpoints)
@@ -134,6 +151,17 @@ def run(
         final,
     )
     return final
+
+
+class KeepBest(Callback):
+    """``train.keep: best``: every score offers the scored generator to the copy kept."""
+
+    def __init__(self, best: Best) -> None:
+        self.best = best
+
+    def on_quality(self, iteration: int, scores: dict[str, float]) -> None:
+        if self.best.offer(iteration, scores):
+            log.info("keeping the generator of iteration %d (fcd %.2f)", iteration, self.best.fcd)
 
 
 # -- the steps --------------------------------------------------------------------------------
@@ -225,7 +253,7 @@ def _save_outputs(
     gan: GAN, choice: precision.Choice, history: History, origin: Origin, paths: TrainPaths
 ) -> dict[str, float]:
     """The stage's DVC outputs; none holds a run id, a time or a host name."""
-    save_model(gan.generator, paths.generator)
+    save_model(gan.shipped_generator, paths.generator)
     save_model(gan.discriminator, paths.discriminator)
     history.write_csv(paths.history)
     save_history_plot(
@@ -238,11 +266,13 @@ def _save_outputs(
     final = {k: history.rows[-1][k] for k in STEP_METRICS}
     write_json(paths.quality, history.quality)  # [] with eval_interval 0: DVC needs the file
     lowest = lowest_fcd(history.quality)  # over train.eval_samples, not the evaluate stage's count
-    write_json(paths.metrics, {**final, **lowest})
+    shipped = shipped_record(gan)
+    write_json(paths.metrics, {**final, **lowest, "generator_iteration": shipped["iteration"]})
     # What made the models; their own files carry what they are (z_dim: the input shape).
     record: dict[str, Any] = {
         "params": origin.params,
         "precision": choice.precision,  # what train.precision (e.g. auto) resolved to
+        "generator": shipped,
     }
     if choice.jit_compile:  # auto on a GPU measured XLA faster (absent: not compiled by XLA)
         record["jit_compile"] = True
@@ -256,3 +286,14 @@ def _save_outputs(
     record["environment"] = origin.env  # the lock's SHA-256 and the key packages' versions
     write_json(paths.training, record)
     return final
+
+
+def shipped_record(gan: GAN) -> dict[str, Any]:
+    """Which generator models/generator.keras is: ``kind`` live (G) or averaged (its EMA),
+    ``keep`` last or best, and the ``iteration`` its weights are of."""
+    best = gan.best
+    return {
+        "kind": AVERAGED if gan.averaged is not None else LIVE,
+        "keep": gan.cfg.keep,
+        "iteration": best.iteration if best is not None else gan.cfg.iterations,
+    }

@@ -139,12 +139,17 @@ class TrainingRun:
         return LogInterval(self.tracker, self.logged, self.scored, self.paths.samples)
 
     def finish(
-        self, generator: Path, artifacts: Sequence[Path], metrics: Mapping[str, float]
+        self,
+        generator: Path,
+        artifacts: Sequence[Path],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
     ) -> None:
         """The run's own ``metrics`` (timing, which no DVC output holds; the lowest FCD), the
-        ``artifacts``, the tag that links the generator to this run; then FINISHED."""
+        ``artifacts``, the ``tags`` that say which generator it is and the one that links it
+        to this run; then FINISHED."""
         self.tracker.log_metrics(metrics)
-        self.tracker.set_tags({GENERATOR_TAG: sha256_file(generator)})
+        self.tracker.set_tags({**tags, GENERATOR_TAG: sha256_file(generator)})
         for path in artifacts:
             self.tracker.log_artifact(path)
         self.tracker.finish()
