@@ -4,6 +4,7 @@ gets the champion without training. Every part is a real server on loopback (dcg
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -50,6 +51,30 @@ def output(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int) -> str:
     return proc.stdout + proc.stderr
 
 
+def outputs_at_once(
+    commands: list[tuple[list[str], Path, dict[str, str]]], timeout: int
+) -> list[str]:
+    """Run ``(cmd, cwd, env)`` commands side by side, check that each succeeds; returns each
+    one's stdout and stderr, as :func:`output` does."""
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**env, "DVC_NO_ANALYTICS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for cmd, cwd, env in commands
+    ]
+    # One reader per process: a pipe that fills up would stall the other.
+    with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+        texts = list(pool.map(lambda p: p.communicate(timeout=timeout)[0], procs))
+    for (cmd, _, _), proc in zip(commands, procs, strict=True):
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed (exit {proc.returncode})"
+    return texts
+
+
 def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.match(r"^(error|ERROR)\b", line)]
 
@@ -94,17 +119,20 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
     run(["dvc", "push"], a, env_a, timeout=600)
     run(["dvc", "pull"], b, env_b, timeout=600)
 
-    logs = {}
-    for clone, env, seed in ((a, env_a, 1), (b, env_b, 2)):
-        logs[seed] = output(
-            ["dvc", "exp", "run", "-S", f"train.seed={seed}", "-n", f"seed{seed}"],
-            clone,
-            {**env, "DVC_NO_ANALYTICS": "1"},
-            timeout=1200,
-        )
+    # The two machines train at once, as a team's do: into one server, each in its clone.
+    machines = ((a, env_a, 1), (b, env_b, 2))
+    logs = outputs_at_once(
+        [
+            (["dvc", "exp", "run", "-S", f"train.seed={seed}", "-n", f"seed{seed}"], clone, env)
+            for clone, env, seed in machines
+        ],
+        timeout=1200,
+    )
+    for (clone, env, seed), log in zip(machines, logs, strict=True):
         run(["dvc", "exp", "push", "origin", f"seed{seed}"], clone, env, timeout=600)
         for stage in ("prepare", "classifier"):  # from the pushed and pulled outputs
-            assert f"Stage '{stage}' didn't change, skipping" in logs[seed], logs[seed][-3000:]
+            assert f"Stage '{stage}' didn't change, skipping" in log, log[-3000:]
+    logs = dict(zip((1, 2), logs, strict=True))
     # (Checked as booleans: a failing assert must not print the secret either.)
     leaked = secret in logs[2]
     assert not leaked, "the password is in B's dvc exp run output"
