@@ -101,3 +101,44 @@ def test_the_probe_never_draws_the_evaluate_stages_noise():
         probe, evaluate = probe_noise(2000, 100, seed), draw_noise(10_000, 100, seed)
         assert not (probe[:, None, :5] == evaluate[None, :, :5]).all(-1).any(), seed
         assert np.array_equal(probe, probe_noise(2000, 100, seed))  # fixed per seed
+
+
+def test_the_study_recomputes_each_batchnorms_statistics_from_its_own_inputs(
+    tiny_train_cfg, tiny_images
+):
+    """docs/study/ema_batchnorm.py's alternative to averaging the statistics: each BatchNorm
+    of a copy holds the mean and variance of its inputs over fresh noise; the rest of the
+    copy, and the generator itself, are untouched."""
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "ema_batchnorm", ROOT / "docs/study/ema_batchnorm.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+
+    gan = GAN(dataclasses.replace(tiny_train_cfg, ema_decay=EMA), tiny_images)
+    for _ in range(3):
+        gan.train_step()
+    averaged = gan.averaged.model
+    before = {v.path: v.numpy().copy() for v in averaged.weights}
+    copy = study.recomputed(averaged)
+    assert all(np.array_equal(before[v.path], v.numpy()) for v in averaged.weights)
+    z = draw_noise(study.RECOMPUTE_SAMPLES, tiny_train_cfg.z_dim, study.RECOMPUTE_SEED)
+    x = z
+    for layer in copy.layers:
+        if layer.name.startswith("bn"):
+            inputs = np.asarray(x, np.float64)
+            np.testing.assert_allclose(
+                layer.moving_mean.numpy(), inputs.mean((0, 1, 2)), rtol=1e-4, atol=1e-5
+            )
+            np.testing.assert_allclose(
+                layer.moving_variance.numpy(), inputs.var((0, 1, 2)), rtol=1e-3, atol=1e-5
+            )
+        x = layer(x, training=False)
+    statistics = ("moving_mean", "moving_variance")
+    for v in copy.weights:
+        if not v.path.endswith(statistics):
+            assert np.array_equal(before[v.path], v.numpy()), v.path
