@@ -28,7 +28,7 @@ def training_state(gan: GAN) -> dict[str, np.ndarray]:
     }
 
 
-def test_the_average_and_the_decay_to_zero_change_no_bit_of_training(tiny_train_cfg, tiny_images):
+def test_the_average_changes_no_bit_of_training(tiny_train_cfg, tiny_images):
     plain = GAN(tiny_train_cfg, tiny_images)
     averaged = GAN(dataclasses.replace(tiny_train_cfg, ema_decay=EMA), tiny_images)
     for _ in range(4):
