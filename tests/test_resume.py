@@ -105,14 +105,18 @@ def scored_steps(work: Path, name: str) -> set[int]:
     return {int(step) for (step,) in rows}
 
 
-def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
-    subprocess.run(
-        train_cmd(workdir, "straight"),
-        env=env_for(workdir, "straight"),
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir, request):
+    # The uninterrupted run trains beside the one that is killed: its outputs are read last.
+    # Its log into a file: a pipe read only at the end could fill and stall it.
+    log = workdir / "straight.log"
+    with log.open("w") as out:
+        uninterrupted = subprocess.Popen(
+            train_cmd(workdir, "straight"),
+            env=env_for(workdir, "straight"),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    request.addfinalizer(uninterrupted.kill)  # a no-op once it has ended
 
     state = workdir / "crashed/checkpoints/state.json"
     proc = subprocess.Popen(
@@ -147,6 +151,7 @@ def test_sigkill_then_resume_gives_identical_weights_and_one_history(workdir):
         resumed.stderr
     )
     assert not (workdir / "crashed/checkpoints").exists()  # discarded once the outputs exist
+    assert uninterrupted.wait(timeout=600) == 0, log.read_text()[-3000:]
 
     # The averaged generator kept at the lowest FCD, and D, which trained against the live G.
     for model in ("generator", "discriminator"):
@@ -246,13 +251,15 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
         )
 
     # The uninterrupted run trains beside the rest: only its generator is read, at the end.
-    reference = subprocess.Popen(
-        cmd("straight"),
-        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'straight.db'}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Its log into a file: a pipe read only at the end could fill and stall it.
+    log = tmp_path / "straight.log"
+    with log.open("w") as out:
+        reference = subprocess.Popen(
+            cmd("straight"),
+            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'straight.db'}"},
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
     request.addfinalizer(reference.kill)  # a no-op once it has ended
 
     folder = tmp_path / "server"
@@ -301,8 +308,7 @@ def test_a_tracking_server_that_dies_mid_training_loses_nothing(workdir, tmp_pat
     finally:
         stop_server(server)
 
-    _, reference_stderr = reference.communicate(timeout=600)
-    assert reference.returncode == 0, reference_stderr[-3000:]
+    assert reference.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert run.info.status == "FINISHED"
     intervals = range(2, DIES["iterations"] + 1, 2)
     assert sorted(m.step for m in history) == list(intervals)  # each interval once
