@@ -297,7 +297,9 @@ def test_an_unknown_dcgan_flag_or_command_is_caught():
 
 
 def test_an_unknown_commit_and_an_outside_word_are_caught():
-    head = _git("rev-parse", "--short", "HEAD").stdout.strip()
+    # The full hash: a short one can be all digits (1838586 was), which no word-finder can tell
+    # from a number.
+    head = _git("rev-parse", "HEAD").stdout.strip()
     assert hashes(f"at {head}, not at 0000000 or deadbee1; run 23f112d0") == {
         head,
         "deadbee1",

@@ -8,8 +8,9 @@ sample count, against the prepared real test digits:
 
     python docs/study/ema_batchnorm.py models/generator.keras [--samples 10000]
 
-It prints one Markdown row per way. The recomputed statistics use noise of their own seed,
-never the scoring noise.
+It prints one Markdown row per way ("as shipped": an averaged generator's statistics are
+averaged with its weights, a live G's are BatchNorm's own moving averages). The recomputed
+statistics use noise of their own seed, never the scoring noise.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ RECOMPUTE_SEED = 7  # the noise the statistics are recomputed over: not evaluate
 RECOMPUTE_SAMPLES = 8192
 
 
-def recomputed(generator):
+def recomputed(generator, samples: int = RECOMPUTE_SAMPLES):
     """A copy of ``generator`` whose every BatchNorm holds the mean and variance of its inputs
-    over RECOMPUTE_SAMPLES noise vectors, each layer's computed after the ones before it."""
+    over ``samples`` noise vectors, each layer's computed after the ones before it."""
     import keras
 
     copy = copy_of(generator)
-    z = draw_noise(RECOMPUTE_SAMPLES, generator_z_dim(generator), RECOMPUTE_SEED)
+    z = draw_noise(samples, generator_z_dim(generator), RECOMPUTE_SEED)
     for i, layer in enumerate(copy.layers):
         if not isinstance(layer, keras.layers.BatchNormalization):
             continue
@@ -69,7 +70,7 @@ def main() -> None:
     print("| BatchNorm statistics | FCD | MNIST score | class shares |")
     print("|---|---|---|---|")
     for label, model in (
-        ("averaged with the weights (shipped)", generator),
+        ("as shipped", generator),
         (f"recomputed over {RECOMPUTE_SAMPLES} noise vectors", recomputed(generator)),
     ):
         scores = sample_scores(*head(keras_generate(model, z)), reference)
