@@ -161,9 +161,11 @@ def open_page(driver, url: str) -> bool:
     state_js = (
         "return {dcgan: typeof window.dcgan, readyState: document.readyState, href: location.href};"
     )
-    loaded = lambda d: (  # noqa: E731
-        (s := d.execute_script(state_js))["href"] == url and s["readyState"] == "complete"
-    )
+
+    def loaded(d) -> bool:
+        state = d.execute_script(state_js)
+        return state["href"] == url and state["readyState"] == "complete"
+
     with contextlib.suppress(TimeoutException):  # the report below says which document
         WebDriverWait(driver, 60, poll_frequency=0.05).until(loaded)
     state = driver.execute_script(state_js)
