@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from dcgan.contract import FCD
+from dcgan.quality import lowest_fcd
 
 LIVE, AVERAGED = "live", "averaged"  # training.json's generator.kind
 # The probe's scores of the live G, beside the shipped G's, when the two differ (EMA on).
@@ -82,7 +83,8 @@ class Best:
         return True
 
     def resumed(self, quality: list[dict[str, float]]) -> None:
-        """After a checkpoint restored the kept weights: which iteration they are of."""
-        for row in quality:
-            if row[FCD] < self.fcd:
-                self.iteration, self.fcd = int(row["iteration"]), row[FCD]
+        """After a checkpoint restored the kept weights: which iteration they are of, the
+        curve's lowest point (as the train stage's ``best_fcd_iteration``)."""
+        lowest = lowest_fcd(quality)
+        if lowest:
+            self.iteration, self.fcd = lowest["best_fcd_iteration"], lowest["best_fcd"]

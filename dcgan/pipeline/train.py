@@ -78,10 +78,10 @@ def run(
     origin = Origin({**data.meta.get("params", {}), **flat_params("train", cfg)}, env, data)
     store_uri = store_uri or check_tracking_store()
 
-    if last_only(cfg):  # a short run just trains: -S train.iterations=100
+    if longer := last_only(cfg):  # a short run just trains: -S train.iterations=100
         log.info(
             "%s: longer than the %d-iteration run, so at its last iteration only",
-            " and ".join(last_only(cfg)),
+            " and ".join(longer),
             cfg.iterations,
         )
     _clear(paths.samples)
@@ -127,6 +127,7 @@ def run(
         done = cfg.iterations - (resumed.iteration if resumed else 0)
         if paths.params is not None:
             check_params_unchanged(cfg, paths.params)
+        shipped = shipped_record(gan)
         final = _save_outputs(gan, choice, history, origin, paths)
         record.finish(
             paths.generator,
@@ -136,9 +137,9 @@ def run(
                 # Every thread's CPU time: it compares recipes on a shared machine.
                 "cpu_seconds_per_iteration": cpu_seconds / max(done, 1),
                 **quality_summary(history.quality, probe, seconds),
-                "generator_iteration": shipped_record(gan)["iteration"],
+                "generator_iteration": shipped["iteration"],
             },
-            {f"generator_{k}": str(v) for k, v in shipped_record(gan).items()},
+            {f"generator_{k}": str(v) for k, v in shipped.items()},
         )
         if paths.checkpoints is not None:  # only now: a rerun after a failed close resumes
             checkpoint.discard(paths.checkpoints)
