@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -240,14 +241,71 @@ def make_repo(dest: Path, overrides: dict) -> tuple[Path, dict[str, str]]:
     return dest, env
 
 
+class TinyBuild:
+    """`dvc repro` of the tiny pipeline (``TINY``) in a git copy of the repository, run in
+    the background from the session's start: it is mostly one core of Python imports, so the
+    tests that come before its first user run beside it instead of waiting for it after."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.log = folder / "repro.log"
+        self.seconds: float | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> TinyBuild:
+        (self.folder / "repo").mkdir()
+        self.repo, self.env = make_repo(self.folder / "repo", TINY)
+        start = time.monotonic()
+        with self.log.open("w") as log:  # a file, never a pipe nobody reads while it runs
+            self.proc = subprocess.Popen(
+                ["dvc", "repro"],
+                cwd=self.repo,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stopped as a group if the session ends first
+            )
+
+        def timed() -> None:  # the wall time of the build itself, not of whoever waits for it
+            self.proc.wait()
+            self.seconds = time.monotonic() - start
+
+        self.waiter = threading.Thread(target=timed, daemon=True)
+        self.waiter.start()
+        return self
+
+    def result(self, timeout: float = 1800) -> BuiltPipeline:
+        if self.proc is None:
+            self.start()
+        self.waiter.join(timeout)
+        if self.seconds is None:
+            self.stop()
+            pytest.fail(f"dvc repro of the tiny pipeline took over {timeout:.0f} s")
+        output = self.log.read_text()
+        assert self.proc.returncode == 0, f"dvc repro of the tiny pipeline failed:\n{output}"
+        return BuiltPipeline(self.repo, self.env, self.seconds)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_group(self.proc)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_build(request, tmp_path_factory, _session_store_and_clean_checkout):
+    """The tiny build, started at once when a selected test needs ``built_tiny`` (in the
+    store and cache folders the session set), and stopped if the session ends before it."""
+    build = TinyBuild(tmp_path_factory.mktemp("built"))
+    if any("built_tiny" in item.fixturenames for item in request.session.items):
+        build.start()
+    yield build
+    build.stop()
+
+
 @pytest.fixture(scope="session")
-def built_tiny(tmp_path_factory) -> BuiltPipeline:
+def built_tiny(_tiny_build) -> BuiltPipeline:
     """The tiny pipeline (``TINY``), built by `dvc repro` once per session in a git copy of
     the repository. Never changed by a test: take a copy (``copy_built``)."""
-    repo, env = make_repo(tmp_path_factory.mktemp("built"), TINY)
-    start = time.monotonic()
-    run(["dvc", "repro"], repo, env, timeout=1800)
-    return BuiltPipeline(repo, env, time.monotonic() - start)
+    return _tiny_build.result()
 
 
 def free_port() -> int:
