@@ -32,7 +32,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_help_is_plain_text_with_defaults_and_a_line_per_command():
     parser = cli.build_parser()
     commands = _subparsers(parser)
-    assert set(commands) == {"sample", "runs", "promote", "bench", "stack"}
+    assert set(commands) == {"sample", "runs", "promote", "bench", "stack", "sweep"}
     top = parser.format_help()
     for name, command in commands.items():
         text = command.format_help()

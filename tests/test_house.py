@@ -38,7 +38,7 @@ def test_only_the_record_keeping_imports_mlflow():
     }
     # where the store is, how files find their runs, the retry budget (MLflow's error
     # codes), the run client, the dead-process watcher, the ONNX model's packaging, the model
-    # registry, the served model's loader
+    # registry, the served model's loader, a sweep's runs nested
     assert users == {
         f"dcgan/tracking/{name}.py"
         for name in (
@@ -50,6 +50,7 @@ def test_only_the_record_keeping_imports_mlflow():
             "packaging",
             "registry",
             "serving",
+            "sweeps",
         )
     }
 
@@ -135,6 +136,7 @@ UPPER = (
     "dcgan.tracking",
     "dcgan.pipeline",
     "dcgan.stack",
+    "dcgan.sweep",
     "dcgan.cli",
 )  # record, orchestration, UI
 

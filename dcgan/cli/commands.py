@@ -87,3 +87,11 @@ def stack_command(args: argparse.Namespace) -> None:
     from dcgan import stack
 
     stack.command(args.action, args.dir, Path.cwd())
+
+
+def sweep_command(args: argparse.Namespace) -> None:
+    from dcgan.sweep.driver import plan, sweep
+
+    repo = Path.cwd()
+    todo = plan(args.set_params, args.name, args.address, args.git_remote, args.dvc_remote, repo)
+    sweep(todo, args.address, repo)

@@ -154,6 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--dir", type=Path, default=Path(".stack"), help="state folder (default: .stack)"
     )
+    sweep = _command(
+        sub,
+        "sweep",
+        "a grid of DVC experiments as Ray tasks across machines, pushed to the remotes",
+    )
+    sweep.add_argument(
+        "-S",
+        "--set-param",
+        dest="set_params",
+        action="append",
+        required=True,
+        metavar="KEY=VALUES",
+        help="as dvc exp run --queue -S: train.seed=0,1 or 'train.seed=range(0,3)'; repeat it",
+    )
+    sweep.add_argument("-n", "--name", help="the experiments' prefix (default: sweep-<commit>)")
+    sweep.add_argument(
+        "--address", help="join this Ray cluster (default: start one here, one trial at a time)"
+    )
+    sweep.add_argument("--git-remote", default="origin", help="git remote the workers clone")
+    sweep.add_argument(
+        "--dvc-remote", help="DVC remote in .dvc/config (default: the project's default)"
+    )
     return parser
 
 

@@ -1,0 +1,238 @@
+"""`dcgan sweep`: the grid in DVC's grammar, every refusal before any work, the summary, and
+a sweep on a local Ray cluster that pushes each trial, nests its MLflow run and reports the
+trial that failed for its own reason."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dcgan.cli import main
+from dcgan.sweep import grid
+from dcgan.sweep.summary import table
+
+from .conftest import ROOT, run
+from .repos import copy_built
+
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def dvc(cwd: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, check=True, timeout=60)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A clone with the project's params.yaml and .gitignore, pushed to a bare 'origin'; the
+    current folder."""
+    for key, value in GIT_ID.items():
+        monkeypatch.setenv(key, value)
+    bare, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    for name in ("params.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, work / name)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "params")
+    git(work, "remote", "add", "origin", str(bare))
+    git(work, "push", "-q", "origin", "main")
+    monkeypatch.chdir(work)
+    return work
+
+
+def refused(capsys, *args: str) -> str:
+    """Run `dcgan sweep ARGS`: it must fail with exit 2 and one line on stderr."""
+    assert main(["sweep", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("given", "trials"),
+    [
+        (["train.seed=1,2,3"], [("train.seed=1",), ("train.seed=2",), ("train.seed=3",)]),
+        (["train.seed=range(1,3)"], [("train.seed=1",), ("train.seed=2",)]),
+        (["train.devices='GPU:0,GPU:1'"], [("train.devices='GPU:0,GPU:1'",)]),
+        (
+            ["train.seed=0,1", "train.keep=last,best"],
+            [
+                ("train.seed=0", "train.keep=last"),
+                ("train.seed=0", "train.keep=best"),
+                ("train.seed=1", "train.keep=last"),
+                ("train.seed=1", "train.keep=best"),
+            ],
+        ),
+    ],
+)
+def test_values_expand_with_dvcs_grammar_into_trials_named_as_its_queue_names_them(given, trials):
+    expanded = grid.expand(given, "s")
+    assert [t.overrides for t in expanded] == trials
+    assert [t.name for t in expanded] == [f"s-{k}" for k in range(1, len(trials) + 1)]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("train.seed", "-S 'train.seed' is not KEY=VALUES; use DVC's grammar"),
+        ("other.yaml:train.seed=1", "a sweep sets params.yaml only"),
+        ("train.seed=[1,2", "-S train.seed=[1,2: no viable alternative"),
+        (
+            f"train.seed=range(0,{grid.MAX_TRIALS + 1})",
+            f"the grid has {grid.MAX_TRIALS + 1} trials",
+        ),
+        ("train.sed=1", "trial s-1 (train.sed=1): a key is not in params.yaml"),
+        ("train.ema_decay=0.5,1.5", "trial s-2 (train.ema_decay=1.5): train.ema_decay must be in"),
+    ],
+)
+def test_a_bad_grid_or_value_is_refused_in_one_line_before_any_work(
+    project, capsys, given, message
+):
+    err = refused(capsys, "-S", given, "-n", "s")
+    assert message in err
+    assert git(project, "ls-remote", "origin", "refs/exps/*") == ""
+
+
+def test_values_that_only_fail_together_are_refused_by_the_configs_own_check(project, capsys):
+    err = refused(capsys, "-S", "train.keep=best", "-S", "train.eval_interval=0,100", "-n", "s")
+    assert "trial s-1 (train.keep=best train.eval_interval=0): train.keep must be last" in err
+
+
+def test_a_sweep_across_machines_refuses_a_store_that_only_this_machine_has(
+    project, capsys, monkeypatch
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    err = refused(capsys, "-S", "train.seed=0,1", "--address", "127.0.0.1:1")
+    assert "needs a tracking server they all reach" in err and "MLFLOW_TRACKING_URI" in err
+    assert not (project / "mlflow.db").exists()
+
+
+def test_workers_must_find_the_commit_on_the_git_remote(project, capsys):
+    (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n")
+    assert "uncommitted change(s) (first: params.yaml)" in refused(capsys, "-S", "train.seed=1")
+    git(project, "commit", "-q", "-am", "not pushed")
+    commit = git(project, "rev-parse", "--short=7", "HEAD").strip()
+    err = refused(capsys, "-S", "train.seed=1")
+    assert f"commit {commit} is not on git remote 'origin'" in err and "git push origin" in err
+    err = refused(capsys, "-S", "train.seed=1", "--git-remote", "team")
+    assert "git has no remote 'team'" in err
+
+
+def test_a_name_the_remote_already_has_is_refused(project, capsys):
+    head = git(project, "rev-parse", "HEAD").strip()
+    git(project, "push", "-q", "origin", f"{head}:refs/exps/ab/{head}/s-2")
+    err = refused(capsys, "-S", "train.seed=1,2", "-n", "s")
+    assert "already has an experiment named s-2; name this sweep another way with -n" in err
+
+
+def test_the_dvc_remote_must_be_one_a_fresh_clone_sees(project, capsys):
+    dvc(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "dvc")
+    git(project, "push", "-q", "origin", "main")
+    err = refused(capsys, "-S", "train.seed=1")
+    assert "the project has no default DVC remote that a clone would see" in err
+    dvc(project, "remote", "add", "--local", "-d", "mine", "/x")
+    err = refused(capsys, "-S", "train.seed=1", "--dvc-remote", "mine")
+    assert "DVC remote 'mine' is not in the committed .dvc/config" in err
+
+
+def test_the_summary_puts_the_lowest_fcd_first_and_failures_last_with_their_cause():
+    done = {"status": "done", "mnist_score": 7.0, "best_training_fcd": 30.0, "node": "a"}
+    results = [
+        {**done, "name": "s-1", "overrides": ["train.seed=0"], "fcd": 40.0, "best_iteration": 5},
+        {"name": "s-3", "overrides": ["train.seed=2"], "status": "failed", "cause": "a | b"},
+        {**done, "name": "s-2", "overrides": ["train.seed=1"], "fcd": 20.0, "best_iteration": 9},
+    ]
+    rows = table(results).splitlines()
+    assert rows[0].startswith("| trial | -S | FCD |")
+    assert [r.split("|")[1].strip() for r in rows[2:]] == ["s-2", "s-1", "s-3"]
+    assert "| 20.00 | 7.00 | 30.00 (9) | a |" in rows[2]
+    assert "failed: a / b" in rows[4]  # a cause never breaks the table
+
+
+@pytest.mark.slow
+def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_failed(
+    built_tiny, tmp_path
+):
+    """Two trials on a Ray cluster that `dcgan sweep` starts here, one at a time: one trains,
+    one asks for a batch larger than the data and fails in its train stage. A third clone gets
+    the first one's generator from the remotes alone."""
+    import hashlib
+    import json
+
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    work, env = copy_built(built_tiny, tmp_path / "work")
+    bare = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(bare)], tmp_path, env)
+    run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "dvc-store")], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-q", "-m", "built"], work, env)
+    run(["git", "remote", "add", "origin", str(bare)], work, env)
+    run(["git", "push", "-q", "origin", "main"], work, env)
+    env = {**env, "HOME": str(tmp_path / "home")}  # Ray keeps its token in ~/.ray
+
+    sweep = subprocess.run(
+        ["dcgan", "sweep", "-S", "train.batch_size=16,100000", "-n", "s"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = sweep.stdout, sweep.stderr
+    assert sweep.returncode == 2, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 trials failed (s-2: params.yaml: "), last
+    assert "lower train.batch_size); the table above has each cause" in last
+    assert out.index("s-2  train.batch_size=100000") < out.index("| trial |")  # grid first
+    rows = [line for line in out.splitlines() if line.startswith("| s-")]
+    assert [r.split("|")[1].strip() for r in rows] == ["s-1", "s-2"]
+    assert "| failed: params.yaml: " in rows[1] and "lower train.batch_size |" in rows[1]
+
+    pushed = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], bare, env)
+    assert [ref.rsplit("/", 1)[-1] for ref in pushed.split()] == ["s-1"]
+    assert not list(Path(tempfile.gettempdir()).glob("dcgan-s-*"))  # clones removed
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    (parent,) = [
+        r for r in runs if r.data.tags.get("dcgan.sweep") == "s" and r.info.run_name == "s"
+    ]
+    assert parent.info.status == "FAILED"  # a trial failed
+    assert json.loads(parent.data.tags["dcgan.sweep.grid"]) == [
+        ["train.batch_size=16"],
+        ["train.batch_size=100000"],
+    ]
+    table = client.download_artifacts(parent.info.run_id, "sweep.md", str(tmp_path))
+    assert rows[0] in Path(table).read_text()
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert [(c.info.run_name, c.info.status) for c in children] == [("s-1", "FINISHED")]
+    assert children[0].data.tags["ray.version"] == ray.__version__
+
+    third = tmp_path / "third"
+    run(["git", "clone", "-q", str(bare), str(third)], tmp_path, env)
+    run(["git", "checkout", "-q", "main"], third, env)
+    run(["dvc", "exp", "pull", "origin", "s-1"], third, env)
+    run(["dvc", "exp", "apply", "s-1"], third, env)
+    run(["dvc", "pull"], third, env)
+    onnx = hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
+    assert onnx == children[0].data.tags["dcgan.onnx_sha256"]
