@@ -4,6 +4,7 @@ trial that failed for its own reason."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,20 @@ def test_the_summary_puts_the_lowest_fcd_first_and_failures_last_with_their_caus
     assert "failed: a / b" in rows[4]  # a cause never breaks the table
 
 
+def pushed_copy(built, folder: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A copy of the built tiny pipeline, committed with a local DVC remote in its
+    .dvc/config and pushed to a bare 'origin': the clone, the bare remote, the environment."""
+    work, env = copy_built(built, folder / "work")
+    bare = folder / "origin.git"
+    run(["git", "init", "-q", "--bare", str(bare)], folder, env)
+    run(["dvc", "remote", "add", "-d", "store", str(folder / "dvc-store")], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-q", "-m", "built"], work, env)
+    run(["git", "remote", "add", "origin", str(bare)], work, env)
+    run(["git", "push", "-q", "origin", "main"], work, env)
+    return work, bare, {**env, "HOME": str(folder / "home")}  # Ray keeps its token in ~/.ray
+
+
 @pytest.mark.slow
 def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_failed(
     built_tiny, tmp_path
@@ -180,15 +195,7 @@ def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_
     import ray
     from mlflow.tracking import MlflowClient
 
-    work, env = copy_built(built_tiny, tmp_path / "work")
-    bare = tmp_path / "origin.git"
-    run(["git", "init", "-q", "--bare", str(bare)], tmp_path, env)
-    run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "dvc-store")], work, env)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-q", "-m", "built"], work, env)
-    run(["git", "remote", "add", "origin", str(bare)], work, env)
-    run(["git", "push", "-q", "origin", "main"], work, env)
-    env = {**env, "HOME": str(tmp_path / "home")}  # Ray keeps its token in ~/.ray
+    work, bare, env = pushed_copy(built_tiny, tmp_path)
 
     sweep = subprocess.run(
         ["dcgan", "sweep", "-S", "train.batch_size=16,100000", "-n", "s"],
@@ -236,3 +243,59 @@ def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_
     run(["dvc", "pull"], third, env)
     onnx = hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
     assert onnx == children[0].data.tags["dcgan.onnx_sha256"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_trials_and_leaves_no_process_and_nothing_pushed(built_tiny, tmp_path):
+    """Ctrl-C (SIGINT to the command's process group, as a terminal sends it) while the first
+    trial trains: exit 130, every process the sweep started gone, the parent run KILLED."""
+    import signal
+    import time
+
+    import psutil
+    from mlflow.tracking import MlflowClient
+
+    work, bare, env = pushed_copy(built_tiny, tmp_path)
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        sweep = subprocess.Popen(
+            ["dcgan", "sweep", "-S", "train.seed=1,2", "-n", "c"],
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not training(sweep.pid):
+            assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        started = psutil.Process(sweep.pid).children(recursive=True)
+        os.killpg(sweep.pid, signal.SIGINT)
+        assert sweep.wait(timeout=120) == 130, log.read_text()
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert "error: interrupted" in log.read_text()
+    gone, alive = psutil.wait_procs(started, timeout=30)
+    assert alive == [], [p.info for p in alive]
+    assert not list(Path(tempfile.gettempdir()).glob("dcgan-c-*"))
+    assert run(["git", "for-each-ref", "refs/exps"], bare, env) == ""
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    assert [r.info.status for r in runs if r.info.run_name == "c"] == ["KILLED"]
+
+
+def training(pid: int) -> bool:
+    """Whether a process under ``pid`` (Ray's worker, its dvc) runs the train stage."""
+    import psutil
+
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "stages.train" in " ".join(child.cmdline()):
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False

@@ -117,7 +117,7 @@ def _step(command: list[str], cwd: Path, log: Path) -> None:
             start_new_session=True,
         )
         try:
-            code = proc.wait()
+            code = _wait(proc)
         except BaseException:
             _stop_group(proc)
             raise
@@ -126,6 +126,16 @@ def _step(command: list[str], cwd: Path, log: Path) -> None:
         if cause.startswith("error: "):  # a stage's own one line says it all
             raise TrialFailed(cause.removeprefix("error: "))
         raise TrialFailed(f"{command[0]} {command[1]} exited {code}: {cause}")
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for ``proc``, back in Python every second: Ray's cancel raises KeyboardInterrupt
+    only when the task runs Python, never inside a blocking wait."""
+    while True:
+        try:
+            return proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
