@@ -16,8 +16,6 @@ from dcgan.errors import DcganError
 from dcgan.sweep import checks, grid, trial
 from dcgan.sweep.summary import table
 
-log = logging.getLogger(__name__)
-
 # The one scheduling setting: a node runs as many trials at once as it has of this resource.
 # `dcgan sweep` alone gives its local node 1; a cluster's workers say theirs when they join
 # (`ray start --address ... --resources '{"dcgan_trial": 1}'`), so a trial gets all the cores.
