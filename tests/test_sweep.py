@@ -135,6 +135,13 @@ def test_workers_must_find_the_commit_on_the_git_remote(project, capsys):
     assert "git has no remote 'team'" in err
 
 
+def test_a_git_url_with_a_password_never_reaches_the_trials(project, capsys):
+    secret = "s3cr3t-" + os.urandom(4).hex()
+    git(project, "remote", "add", "team", f"https://user:{secret}@git.example.invalid/dcgan.git")
+    err = refused(capsys, "-S", "train.seed=1", "--git-remote", "team")
+    assert "git remote 'team' has a password in its URL" in err and secret not in err
+
+
 def test_a_name_the_remote_already_has_is_refused(project, capsys):
     head = git(project, "rev-parse", "HEAD").strip()
     git(project, "push", "-q", "origin", f"{head}:refs/exps/ab/{head}/s-2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dcgan.errors import DcganError
 from dcgan.sweep.trial import FIXED_STAGES, environment
@@ -25,7 +26,14 @@ def remote_url(repo: Path, remote: str) -> str:
             f"git has no remote {remote!r} here; add one (git remote add {remote} URL) or "
             "name another with --git-remote"
         )
-    return found.stdout.strip()
+    url = found.stdout.strip()
+    if urlsplit(url).password is not None:  # scp-like and path URLs have none
+        raise DcganError(
+            f"git remote {remote!r} has a password in its URL, which would travel in each "
+            "trial's arguments (Ray's dashboard shows them); use a credential helper or an "
+            "SSH key on every machine instead"
+        )
+    return url
 
 
 def clean_workspace(repo: Path) -> None:
