@@ -272,6 +272,9 @@ def test_ctrl_c_cancels_the_trials_and_leaves_no_process_and_nothing_pushed(buil
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A terminal's command takes SIGINT; a suite started in the background by a shell
+            # without job control would hand down SIGINT ignored, and Python keeps it so.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 300
