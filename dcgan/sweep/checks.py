@@ -18,6 +18,11 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=300)
 
 
+def last_line(done: subprocess.CompletedProcess) -> str:
+    """What a failed command said last: its stderr's last line, else its stdout's."""
+    return ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
+
+
 def remote_url(repo: Path, remote: str) -> str:
     """The URL workers clone: the git remote's, as the driver's clone knows it."""
     found = git(repo, "remote", "get-url", remote)
@@ -50,20 +55,19 @@ def clean_workspace(repo: Path) -> None:
         )
 
 
-def pushed_commit(repo: Path, remote: str) -> str:
-    """HEAD's commit, which must be on the remote: fetched, then looked for in its branches."""
-    commit = git(repo, "rev-parse", "HEAD").stdout.strip()
+def pushed_commit(repo: Path, remote: str, commit: str) -> None:
+    """``commit`` must be on the remote: fetched, then looked for in its branches."""
     fetched = git(repo, "fetch", "--quiet", remote)
     if fetched.returncode != 0:
-        cause = (fetched.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise DcganError(f"cannot fetch git remote {remote!r} ({cause}); check its URL and access")
+        raise DcganError(
+            f"cannot fetch git remote {remote!r} ({last_line(fetched)}); check its URL and access"
+        )
     holding = git(repo, "branch", "--remotes", "--contains", commit, "--format=%(refname:short)")
     if not any(ref.startswith(f"{remote}/") for ref in holding.stdout.split()):
         raise DcganError(
             f"commit {commit[:7]} is not on git remote {remote!r}, and workers clone from it; "
             f"push it first (git push {remote} HEAD)"
         )
-    return commit
 
 
 def free_names(repo: Path, remote: str, names: list[str]) -> None:
@@ -113,8 +117,7 @@ def fixed_stages_recorded(repo: Path, commit: str) -> None:
     try:
         status = json.loads(done.stdout or "{}")
     except json.JSONDecodeError:
-        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        raise DcganError(f"dvc status failed: {lines[-1]}") from None
+        raise DcganError(f"dvc status failed: {last_line(done)}") from None
     for stage, changes in status.items():
         # A dep that is "deleted" is only not built here yet (the push below builds it).
         deps = [c["changed deps"] for c in changes if isinstance(c, dict) and "changed deps" in c]

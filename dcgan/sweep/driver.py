@@ -15,6 +15,7 @@ from dcgan.config import PARAMS_FILE, load_config
 from dcgan.errors import DcganError
 from dcgan.sweep import checks, grid, trial
 from dcgan.sweep.summary import table
+from dcgan.tracking.store import ENV_URI
 
 # The one scheduling setting: a node runs as many trials at once as it has of this resource.
 # `dcgan sweep` alone gives its local node 1; a cluster's workers say theirs when they join
@@ -49,14 +50,14 @@ def plan(
     repo: Path,
 ) -> Plan:
     """Every refusal, cheapest first, before anything is pushed or started."""
-    head = checks.git(repo, "rev-parse", "HEAD").stdout.strip()
-    name = name or f"sweep-{head[:7]}"
+    commit = checks.git(repo, "rev-parse", "HEAD").stdout.strip()
+    name = name or f"sweep-{commit[:7]}"
     trials = grid.expand(set_params, name)
     grid.check(trials, repo / PARAMS_FILE)
     uri = _tracking(address)
     checks.clean_workspace(repo)
     url = checks.remote_url(repo, git_remote)
-    commit = checks.pushed_commit(repo, git_remote)
+    checks.pushed_commit(repo, git_remote, commit)
     checks.free_names(repo, git_remote, [t.name for t in trials])
     remote = checks.dvc_remote(repo, dvc_remote)
     checks.fixed_stages_recorded(repo, commit)
@@ -69,6 +70,10 @@ def sweep(todo: Plan, address: str | None, repo: Path) -> list[dict]:
     print(f"sweep {todo.name}: {len(todo.trials)} trials at {todo.commit[:7]}", flush=True)
     print(grid.describe(todo.trials), flush=True)
     _push_fixed_stages(repo, todo.dvc_remote)
+    if address is None:
+        # Local workers inherit this environment: the store resolved here, not the default
+        # one of each trial's temporary clone.
+        os.environ[ENV_URI] = todo.tracking_uri
     ray = _connect(address)
     from dcgan.tracking.tracker import Tracker
 
@@ -92,7 +97,6 @@ def sweep(todo: Plan, address: str | None, repo: Path) -> list[dict]:
             todo.dvc_remote,
             todo.name,
             parent.run_id,
-            ray.__version__,
         )
         for t in todo.trials
     ]
@@ -117,7 +121,7 @@ def sweep(todo: Plan, address: str | None, repo: Path) -> list[dict]:
 
 def _tracking(address: str | None) -> str:
     """The tracking store, checked; one machine's SQLite store only for a local cluster."""
-    from dcgan.tracking.store import ENV_URI, check_tracking_store, sqlite_path, tracking_uri
+    from dcgan.tracking.store import check_tracking_store, sqlite_path, tracking_uri
 
     uri = tracking_uri()
     if address is not None and (sqlite_path(uri) is not None or uri.startswith("file:")):
@@ -126,11 +130,7 @@ def _tracking(address: str | None) -> str:
             f"{uri.split('?')[0]}; "
             f'set {ENV_URI} (eval "$(./run stack env)") here and on every node'
         )
-    uri = check_tracking_store(uri)
-    # Local workers inherit the driver's environment: the store the driver resolved, not the
-    # default one of each trial's temporary clone.
-    os.environ[ENV_URI] = uri
-    return uri
+    return check_tracking_store(uri)
 
 
 def _push_fixed_stages(repo: Path, remote: str) -> None:
@@ -138,8 +138,7 @@ def _push_fixed_stages(repo: Path, remote: str) -> None:
     for command in (["repro", *trial.FIXED_STAGES], ["push", "-r", remote, *trial.FIXED_STAGES]):
         done = checks.dvc(repo, *command)
         if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-            raise DcganError(f"dvc {' '.join(command)} failed: {lines[-1]}")
+            raise DcganError(f"dvc {' '.join(command)} failed: {checks.last_line(done)}")
 
 
 def _connect(address: str | None):

@@ -7,17 +7,17 @@ the worker's own environment, never from the task's arguments (Ray's dashboard s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from dcgan.stack import supervise
 
 # Pulled, not rebuilt: a sweep's `-S train.*` leaves them as the commit's dvc.lock has them.
 FIXED_STAGES = ("prepare", "classifier")
@@ -38,7 +38,6 @@ class TrialSpec:
     dvc_remote: str | None  # a remote named in the commit's .dvc/config; None: its default
     sweep: str
     parent_run_id: str
-    ray_version: str
 
 
 class TrialFailed(Exception):
@@ -119,7 +118,7 @@ def _step(command: list[str], cwd: Path, log: Path) -> None:
         try:
             code = _wait(proc)
         except BaseException:
-            _stop_group(proc)
+            supervise.stop(supervise.Proc.of(proc.pid), timeout=20)
             raise
     if code != 0:
         cause = _cause(log)
@@ -134,17 +133,6 @@ def _wait(proc: subprocess.Popen) -> int:
     while True:
         try:
             return proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 20)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
         except subprocess.TimeoutExpired:
             continue
 
@@ -168,7 +156,9 @@ def result(spec: TrialSpec, repo: Path, node: dict) -> dict:
     metrics = json.loads((repo / stage_args("evaluate", repo)["metrics"]).read_text())
     scored = json.loads((repo / stage_args("train", repo)["quality"]).read_text())
     best = min(scored, key=lambda row: row["fcd"]) if scored else None
-    tags = {"dcgan.sweep": spec.sweep, "ray.version": spec.ray_version}
+    import ray
+
+    tags = {"dcgan.sweep": spec.sweep, "ray.version": ray.__version__}
     run_id = sweeps.adopt(tracking_uri(), spec.name, spec.parent_run_id, tags)
     if run_id is None:
         raise TrialFailed(f"no FINISHED MLflow run is tagged dvc_exp_name={spec.name}")
