@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 # Long enough to be killed between two checkpoints after the third (at 60), with intervals
 # left to run after the resume.
 TRAIN = {
-    "iterations": 160,
+    "iterations": 120,
     "batch_size": 16,
     "sample_interval": 20,
     "checkpoint_interval": 20,

@@ -52,10 +52,11 @@ def output(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int) -> str:
 
 
 def outputs_at_once(
-    commands: list[tuple[list[str], Path, dict[str, str]]], timeout: int
+    commands: list[tuple[list[str], Path, dict[str, str]]], timeout: int, secret: str
 ) -> list[str]:
     """Run ``(cmd, cwd, env)`` commands side by side, check that each succeeds; returns each
-    one's stdout and stderr, as :func:`output` does."""
+    one's stdout and stderr, as :func:`output` does. A failure shows the command's last lines
+    with ``secret`` masked."""
     procs = [
         subprocess.Popen(
             cmd,
@@ -70,8 +71,9 @@ def outputs_at_once(
     # One reader per process: a pipe that fills up would stall the other.
     with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
         texts = list(pool.map(lambda p: p.communicate(timeout=timeout)[0], procs))
-    for (cmd, _, _), proc in zip(commands, procs, strict=True):
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed (exit {proc.returncode})"
+    for (cmd, _, _), proc, text in zip(commands, procs, texts, strict=True):
+        tail = text[-3000:].replace(secret, "***")
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}"
     return texts
 
 
@@ -127,6 +129,7 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
             for clone, env, seed in machines
         ],
         timeout=1200,
+        secret=secret,
     )
     for (clone, env, seed), log in zip(machines, logs, strict=True):
         run(["dvc", "exp", "push", "origin", f"seed{seed}"], clone, env, timeout=600)
