@@ -1,0 +1,292 @@
+"""`dcgan sweep --address` on a Ray cluster of three hosts, as docs/team.md starts one: network
+namespaces this test makes, each with its own hostname, joined by a bridge on the head. The
+head schedules nothing and runs the tracking server; two workers offer one trial each. The
+worker that trains is powered off mid-trial (every process in its namespace killed): the
+trial runs again on the other, and ends with one FINISHED run, one KILLED attempt and one
+pushed experiment. No secret of the driver's or the workers' environment reaches anything
+the cluster keeps: its job and task tables (what Ray's dashboard shows) or its files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import run
+from .test_sweep import pushed_copy
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None,
+        reason="hosts in network namespaces need root and iproute2's ip (util-linux unshare)",
+    ),
+]
+
+BIN = Path(sys.executable).parent
+SUBNET = "10.77.0"  # private to the namespaces: the bridge lives in the head's
+HEAD_PORT, MLFLOW_PORT = 6379, 5000
+# The head notices a powered-off node within ~2 s instead of Ray's default ~30 s.
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_failure_threshold": "4",
+}
+
+
+class Hosts:
+    """One network namespace and hostname a host, on one LAN: a bridge in the first host's
+    namespace with an address on it, and a veth into it from each other host."""
+
+    def __init__(self, names: list[str]) -> None:
+        tag = f"dc{os.getpid()}"
+        self.ns = {name: f"{tag}{name[0]}" for name in names}
+        self.ip = {name: f"{SUBNET}.{k + 1}" for k, name in enumerate(names)}
+        self.names = names
+        # Every host's TMPDIR: Ray's session files and the trials' clones, searched for secrets
+        # and removed with the hosts. Short: a socket path under it has at most 107 bytes.
+        self.tmp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+
+    def up(self) -> Hosts:
+        head, *others = self.names
+        for name in self.names:
+            _ip("netns", "add", self.ns[name])
+            _ip("-n", self.ns[name], "link", "set", "lo", "up")
+        hns = self.ns[head]
+        _ip("-n", hns, "link", "add", "br0", "type", "bridge")
+        _ip("-n", hns, "addr", "add", f"{self.ip[head]}/24", "dev", "br0")
+        _ip("-n", hns, "link", "set", "br0", "up")
+        for name in others:
+            near, far = f"{self.ns[name]}h", f"{self.ns[name]}x"
+            _ip("link", "add", near, "type", "veth", "peer", "name", far)
+            _ip("link", "set", near, "netns", hns)
+            _ip("link", "set", far, "netns", self.ns[name])
+            _ip("-n", hns, "link", "set", near, "master", "br0", "up")
+            _ip("-n", self.ns[name], "addr", "add", f"{self.ip[name]}/24", "dev", far)
+            _ip("-n", self.ns[name], "link", "set", far, "up")
+        return self
+
+    def on(self, name: str, command: list[str]) -> list[str]:
+        """``command`` as host ``name`` runs it: in its network namespace, under its hostname."""
+        script = 'hostname "$0" && exec "$@"'
+        return ["ip", "netns", "exec", self.ns[name], "unshare", "--uts", "sh", "-c", script,
+                name, *command]  # fmt: skip
+
+    def pids(self, name: str) -> list[int]:
+        found = subprocess.run(
+            ["ip", "netns", "pids", self.ns[name]], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in found.stdout.split()]
+
+    def power_off(self, name: str) -> None:
+        """Every process of the host killed at once, as a power cut does."""
+        deadline = time.monotonic() + 30
+        while (pids := self.pids(name)) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+        assert not self.pids(name), f"{name} still runs {self.pids(name)}"
+
+    def down(self) -> None:
+        for name in self.names:
+            if subprocess.run(["ip", "netns", "pids", self.ns[name]], capture_output=True).stdout:
+                self.power_off(name)
+            subprocess.run(["ip", "netns", "del", self.ns[name]], check=False)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    lan = Hosts(["head", "alpha", "beta"])
+    try:
+        yield lan.up()
+    finally:
+        lan.down()
+        shutil.rmtree(lan.tmp, ignore_errors=True)
+
+
+def wait_for(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def answers(lan: Hosts, url: str, env: dict[str, str]) -> bool:
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
+    command = lan.on("head", [sys.executable, "-c", probe])
+    return subprocess.run(command, env=env, capture_output=True).returncode == 0
+
+
+def running_runs(db: Path, experiment: str) -> int:
+    """The tracking server's RUNNING runs of the DVC experiment ``experiment``, read from its
+    SQLite file (the server is in the head's namespace; the file is on this disk)."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    query = (
+        "SELECT count(*) FROM runs JOIN tags ON runs.run_uuid = tags.run_uuid WHERE "
+        "runs.status = 'RUNNING' AND tags.key = 'dvc_exp_name' AND tags.value = ?"
+    )
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return con.execute(query, (experiment,)).fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not made yet, or the file is locked
+        return 0
+
+
+def training_on(lan: Hosts, name: str) -> bool:
+    """Whether host ``name`` runs the train stage."""
+    for pid in lan.pids(name):
+        try:
+            if "stages.train" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+CLUSTER_STATE = """import json, sys, ray
+from ray._private.state import state
+ray.init(address=sys.argv[1], log_to_driver=False)
+jobs = state.job_table()
+tasks = state._get_all_task_events()
+print(json.dumps({"jobs": jobs, "tasks": tasks}, default=str))
+"""
+
+
+def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_secret_leaves(
+    built_tiny, tmp_path, hosts
+):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    work, bare, env = pushed_copy(built_tiny, tmp_path)
+    password, s3_key, ray_token = (secrets.token_hex(12) for _ in range(3))
+    server = tmp_path / "server"
+    server.mkdir()
+    ray_tmp = hosts.tmp
+    head = f"{hosts.ip['head']}:{HEAD_PORT}"
+    tracking = f"http://{hosts.ip['head']}:{MLFLOW_PORT}"
+    # What docs/team.md has every machine export before `ray start`: the tracking server and
+    # its login, the S3 keys, Ray's token. The server here has no logins: the password only
+    # has to travel as far as a real one would.
+    env = {
+        **{k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "AWS_", "RAY_"))},
+        "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
+        "TMPDIR": str(ray_tmp),
+        "MLFLOW_TRACKING_URI": tracking,
+        "MLFLOW_TRACKING_USERNAME": "alice",
+        "MLFLOW_TRACKING_PASSWORD": password,
+        "AWS_ACCESS_KEY_ID": "team",
+        "AWS_SECRET_ACCESS_KEY": s3_key,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": ray_token,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    mlflow_cmd = [sys.executable, "-m", "mlflow", "server", "--host", hosts.ip["head"]]
+    mlflow_cmd += ["--port", str(MLFLOW_PORT), "--workers", "1"]
+    mlflow_cmd += ["--backend-store-uri", f"sqlite:///{server / 'mlflow.db'}"]
+    mlflow_cmd += ["--artifacts-destination", str(server / "artifacts")]
+    server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (server / "mlflow.log").open("w") as log:
+        subprocess.Popen(hosts.on("head", mlflow_cmd), env=server_env, stdout=log, stderr=log)
+    ray_cmd = [str(BIN / "ray"), "start", "--object-store-memory", "100000000"]
+    run(
+        hosts.on("head", [*ray_cmd, "--head", "--port", str(HEAD_PORT), "--num-cpus", "0",
+                          "--node-ip-address", hosts.ip["head"], "--include-dashboard", "false"]),
+        tmp_path, {**env, **FAST_HEALTH_CHECKS}, timeout=120,
+    )  # fmt: skip
+    for worker in ("alpha", "beta"):
+        run(
+            hosts.on(worker, [*ray_cmd, "--address", head, "--node-ip-address", hosts.ip[worker],
+                              "--resources", '{"dcgan_trial": 1}']),
+            tmp_path, env, timeout=120,
+        )  # fmt: skip
+    wait_for(lambda: answers(hosts, f"{tracking}/health", env), "the tracking server", 120)
+
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        sweep = subprocess.Popen(
+            hosts.on(
+                "head", ["dcgan", "sweep", "-S", "train.seed=1", "-n", "n", "--address", head]
+            ),
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Mid-trial: its train stage runs, and has opened the run it logs into.
+        wait_for(
+            lambda: (
+                sweep.poll() is not None
+                or (
+                    any(training_on(hosts, w) for w in ("alpha", "beta"))
+                    and running_runs(server / "mlflow.db", "n-1") == 1
+                )
+            ),
+            "a worker training",
+            300,
+        )
+        assert sweep.poll() is None, log.read_text()
+        (lost,) = [w for w in ("alpha", "beta") if training_on(hosts, w)]
+        hosts.power_off(lost)
+        assert sweep.wait(timeout=600) == 0, log.read_text()
+        state = subprocess.run(
+            hosts.on("head", [sys.executable, "-c", CLUSTER_STATE, head]),
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert state.returncode == 0, state.stderr[-3000:]
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    output = log.read_text()
+    (survivor,) = {"alpha", "beta"} - {lost}
+    (row,) = [line for line in output.splitlines() if line.startswith("| n-1 ")]
+    assert f"| {survivor} |" in row, row  # the table's node: where the trial finished
+    pushed = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], bare, env)
+    assert [ref.rsplit("/", 1)[-1] for ref in pushed.split()] == ["n-1"]
+
+    # One FINISHED run (nested under the sweep's) and the powered-off attempt's, KILLED.
+    client = MlflowClient(tracking_uri=f"sqlite:///{server / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    (parent,) = [
+        r for r in runs if r.data.tags.get("dcgan.sweep") == "n" and r.info.run_name == "n"
+    ]
+    attempts = [r for r in runs if r.data.tags.get("dvc_exp_name") == "n-1"]
+    assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
+    (finished,) = [r for r in attempts if r.info.status == "FINISHED"]
+    assert finished.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert parent.info.status == "FINISHED"
+
+    # No secret where Ray keeps what it shows or writes, nor in the runs.
+    shown = state.stdout
+    assert '"jobs"' in shown and "trial" in shown  # the tables were read, the task is there
+    for secret in (password, s3_key):
+        leaked = secret in shown
+        assert not leaked, "a secret is in Ray's job or task table"
+        for path in ray_tmp.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                leaked = secret.encode() in path.read_bytes()
+                assert not leaked, f"a secret is in {path}"
+        with sqlite3.connect(server / "mlflow.db") as db:
+            for (value,) in db.execute("SELECT value FROM tags UNION ALL SELECT value FROM params"):
+                leaked = secret in str(value)
+                assert not leaked, "a secret is in a run's tags or params"
