@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -299,6 +300,27 @@ def _tiny_build(request, tmp_path_factory, _session_store_and_clean_checkout):
         build.start()
     yield build
     build.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _early_stack(request, tmp_path_factory):
+    """The team's stack (dcgan.stack) for test_team's ``stack``, started in a thread as the
+    session begins when a selected test needs it: its ~12 s are spent waiting on PostgreSQL,
+    SeaweedFS and the mlflow server, beside the tests before it. Removed at the end if the
+    module has not removed it."""
+    from dcgan import stack as team
+
+    if not any("stack" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("team") / ".stack"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = pool.submit(team.up, folder)
+        try:
+            yield started
+        finally:
+            concurrent.futures.wait([started])
+            team.down(folder)  # nothing to do once the module took it down
 
 
 @pytest.fixture(scope="session")

@@ -170,6 +170,95 @@ print(json.dumps({"jobs": jobs, "tasks": tasks}, default=str))
 """
 
 
+def team_env(env: dict[str, str], lan: Hosts, password: str, s3_key: str) -> dict[str, str]:
+    """What docs/team.md has every machine export before `ray start`: the tracking server and
+    its login, the S3 keys, Ray's token; and the hosts' TMPDIR. The server here has no logins:
+    the password only has to travel as far as a real one would."""
+    return {
+        **{k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "AWS_", "RAY_"))},
+        "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
+        "TMPDIR": str(lan.tmp),
+        "MLFLOW_TRACKING_URI": f"http://{lan.ip['head']}:{MLFLOW_PORT}",
+        "MLFLOW_TRACKING_USERNAME": "alice",
+        "MLFLOW_TRACKING_PASSWORD": password,
+        "AWS_ACCESS_KEY_ID": "team",
+        "AWS_SECRET_ACCESS_KEY": s3_key,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(12),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def start_cluster(lan: Hosts, env: dict[str, str], server: Path) -> str:
+    """The tracking server (SQLite, artifacts in a folder) and Ray's head on the head, a
+    worker with one trial slot on each other host; the head's address."""
+    head = f"{lan.ip['head']}:{HEAD_PORT}"
+    mlflow_cmd = [sys.executable, "-m", "mlflow", "server", "--host", lan.ip["head"]]
+    mlflow_cmd += ["--port", str(MLFLOW_PORT), "--workers", "1"]
+    mlflow_cmd += ["--backend-store-uri", f"sqlite:///{server / 'mlflow.db'}"]
+    mlflow_cmd += ["--artifacts-destination", str(server / "artifacts")]
+    server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (server / "mlflow.log").open("w") as log:
+        subprocess.Popen(lan.on("head", mlflow_cmd), env=server_env, stdout=log, stderr=log)
+    ray_cmd = [str(BIN / "ray"), "start", "--object-store-memory", "100000000"]
+    run(
+        lan.on("head", [*ray_cmd, "--head", "--port", str(HEAD_PORT), "--num-cpus", "0",
+                        "--node-ip-address", lan.ip["head"], "--include-dashboard", "false"]),
+        server, {**env, **FAST_HEALTH_CHECKS}, timeout=120,
+    )  # fmt: skip
+
+    # One after the other: two nodes joining at once from one disk race for the socket names
+    # in Ray's session folder ("Failed to get node info"), which separate machines do not share.
+    for worker in ("alpha", "beta"):
+        command = [*ray_cmd, "--address", head, "--node-ip-address", lan.ip[worker]]
+        run(lan.on(worker, [*command, "--resources", '{"dcgan_trial": 1}']), server, env)
+    tracking = env["MLFLOW_TRACKING_URI"]
+    wait_for(lambda: answers(lan, f"{tracking}/health", env), "the tracking server", 120)
+    return head
+
+
+def sweep_losing_a_node(
+    lan: Hosts, work: Path, env: dict[str, str], server: Path, head: str
+) -> tuple[str, str, str]:
+    """`dcgan sweep -S train.seed=1 -n n` from the head; the worker that trains powered off
+    once the train stage has opened its run. Its output, the lost worker, and the cluster's
+    job and task tables (JSON) read after it."""
+    log = server / "sweep.log"
+    with log.open("w") as out:
+        sweep = subprocess.Popen(
+            lan.on("head", ["dcgan", "sweep", "-S", "train.seed=1", "-n", "n", "--address", head]),
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: (
+                sweep.poll() is not None
+                or (
+                    any(training_on(lan, w) for w in ("alpha", "beta"))
+                    and running_runs(server / "mlflow.db", "n-1") == 1
+                )
+            ),
+            "a worker training",
+            300,
+        )
+        assert sweep.poll() is None, log.read_text()
+        (lost,) = [w for w in ("alpha", "beta") if training_on(lan, w)]
+        lan.power_off(lost)
+        assert sweep.wait(timeout=600) == 0, log.read_text()
+        state = subprocess.run(
+            lan.on("head", [sys.executable, "-c", CLUSTER_STATE, head]),
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert state.returncode == 0, state.stderr[-3000:]
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    return log.read_text(), lost, state.stdout
+
+
 def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_secret_leaves(
     built_tiny, tmp_path, hosts
 ):
@@ -178,86 +267,13 @@ def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_sec
     from mlflow.tracking import MlflowClient
 
     work, bare, env = pushed_copy(built_tiny, tmp_path)
-    password, s3_key, ray_token = (secrets.token_hex(12) for _ in range(3))
+    password, s3_key = secrets.token_hex(12), secrets.token_hex(12)
+    env = team_env(env, hosts, password, s3_key)
     server = tmp_path / "server"
     server.mkdir()
-    ray_tmp = hosts.tmp
-    head = f"{hosts.ip['head']}:{HEAD_PORT}"
-    tracking = f"http://{hosts.ip['head']}:{MLFLOW_PORT}"
-    # What docs/team.md has every machine export before `ray start`: the tracking server and
-    # its login, the S3 keys, Ray's token. The server here has no logins: the password only
-    # has to travel as far as a real one would.
-    env = {
-        **{k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "AWS_", "RAY_"))},
-        "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
-        "TMPDIR": str(ray_tmp),
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_TRACKING_USERNAME": "alice",
-        "MLFLOW_TRACKING_PASSWORD": password,
-        "AWS_ACCESS_KEY_ID": "team",
-        "AWS_SECRET_ACCESS_KEY": s3_key,
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": ray_token,
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    mlflow_cmd = [sys.executable, "-m", "mlflow", "server", "--host", hosts.ip["head"]]
-    mlflow_cmd += ["--port", str(MLFLOW_PORT), "--workers", "1"]
-    mlflow_cmd += ["--backend-store-uri", f"sqlite:///{server / 'mlflow.db'}"]
-    mlflow_cmd += ["--artifacts-destination", str(server / "artifacts")]
-    server_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with (server / "mlflow.log").open("w") as log:
-        subprocess.Popen(hosts.on("head", mlflow_cmd), env=server_env, stdout=log, stderr=log)
-    ray_cmd = [str(BIN / "ray"), "start", "--object-store-memory", "100000000"]
-    run(
-        hosts.on("head", [*ray_cmd, "--head", "--port", str(HEAD_PORT), "--num-cpus", "0",
-                          "--node-ip-address", hosts.ip["head"], "--include-dashboard", "false"]),
-        tmp_path, {**env, **FAST_HEALTH_CHECKS}, timeout=120,
-    )  # fmt: skip
-    for worker in ("alpha", "beta"):
-        run(
-            hosts.on(worker, [*ray_cmd, "--address", head, "--node-ip-address", hosts.ip[worker],
-                              "--resources", '{"dcgan_trial": 1}']),
-            tmp_path, env, timeout=120,
-        )  # fmt: skip
-    wait_for(lambda: answers(hosts, f"{tracking}/health", env), "the tracking server", 120)
+    head = start_cluster(hosts, env, server)
+    output, lost, shown = sweep_losing_a_node(hosts, work, env, server, head)
 
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        sweep = subprocess.Popen(
-            hosts.on(
-                "head", ["dcgan", "sweep", "-S", "train.seed=1", "-n", "n", "--address", head]
-            ),
-            cwd=work,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        # Mid-trial: its train stage runs, and has opened the run it logs into.
-        wait_for(
-            lambda: (
-                sweep.poll() is not None
-                or (
-                    any(training_on(hosts, w) for w in ("alpha", "beta"))
-                    and running_runs(server / "mlflow.db", "n-1") == 1
-                )
-            ),
-            "a worker training",
-            300,
-        )
-        assert sweep.poll() is None, log.read_text()
-        (lost,) = [w for w in ("alpha", "beta") if training_on(hosts, w)]
-        hosts.power_off(lost)
-        assert sweep.wait(timeout=600) == 0, log.read_text()
-        state = subprocess.run(
-            hosts.on("head", [sys.executable, "-c", CLUSTER_STATE, head]),
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert state.returncode == 0, state.stderr[-3000:]
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-    output = log.read_text()
     (survivor,) = {"alpha", "beta"} - {lost}
     (row,) = [line for line in output.splitlines() if line.startswith("| n-1 ")]
     assert f"| {survivor} |" in row, row  # the table's node: where the trial finished
@@ -277,12 +293,11 @@ def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_sec
     assert parent.info.status == "FINISHED"
 
     # No secret where Ray keeps what it shows or writes, nor in the runs.
-    shown = state.stdout
     assert '"jobs"' in shown and "trial" in shown  # the tables were read, the task is there
     for secret in (password, s3_key):
         leaked = secret in shown
         assert not leaked, "a secret is in Ray's job or task table"
-        for path in ray_tmp.rglob("*"):
+        for path in hosts.tmp.rglob("*"):
             if path.is_file() and not path.is_symlink():
                 leaked = secret.encode() in path.read_bytes()
                 assert not leaked, f"a secret is in {path}"

@@ -26,15 +26,16 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOK
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(_early_stack):
+    """The stack conftest started as the session began; taken down with this module."""
     from dcgan import stack as team
 
-    folder = tmp_path_factory.mktemp("team") / ".stack"
-    start = time.monotonic()
-    with team.running(folder) as s:
-        print(f"stack up in {time.monotonic() - start:.1f} s")
+    s = _early_stack.result(timeout=600)
+    try:
         yield s
-    assert not folder.exists()  # down removes its state
+    finally:
+        team.down(s.folder)
+    assert not s.folder.exists()  # down removes its state
 
 
 def fails(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> str:
