@@ -309,3 +309,17 @@ def training(pid: int) -> bool:
         except psutil.NoSuchProcess:
             continue
     return False
+
+
+def test_a_stage_that_dies_is_reported_by_its_name_and_exit_status(tmp_path):
+    """DVC's line names the stage's whole command before its status; the row keeps the
+    stage and the status, which a cut of that line would lose."""
+    from dcgan.sweep import trial
+
+    command = "python -m stages.train --params params.yaml " + "--flag value " * 40
+    log = tmp_path / "trial.log"
+    log.write_text(f"$ dvc exp run\nERROR: failed to reproduce 'train': failed to run: {command}, "
+                   "exited with -9\n")  # fmt: skip
+    assert trial._cause(log) == "ERROR: failed to reproduce 'train': its command exited with -9"
+    log.write_text("ERROR: something else\nerror: params.yaml: lower train.batch_size\n")
+    assert trial._cause(log) == "error: params.yaml: lower train.batch_size"

@@ -73,7 +73,7 @@ def outputs_at_once(
     with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
         texts = list(pool.map(lambda p: p.communicate(timeout=timeout)[0], procs))
     for (cmd, _, _), proc, text in zip(commands, procs, texts, strict=True):
-        tail = text[-3000:].replace(secret, "***")
+        tail = text.replace(secret, "***")[-3000:]  # masked first: no cut secret survives
         assert proc.returncode == 0, f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}"
     return texts
 

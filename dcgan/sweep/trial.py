@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -38,6 +39,11 @@ class TrialSpec:
     dvc_remote: str | None  # a remote named in the commit's .dvc/config; None: its default
     sweep: str
     parent_run_id: str
+
+
+# DVC's "failed to run: <the stage's whole command line>, exited with N": the row keeps the
+# stage's name (in DVC's "failed to reproduce 'train'") and the status, which a cut would lose.
+COMMAND_FAILED = re.compile(r"failed to run: .*, exited with (-?\d+)$")
 
 
 class TrialFailed(Exception):
@@ -142,7 +148,8 @@ def _cause(log: Path) -> str:
     ERROR line, else the log's last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     ours = [line for line in lines if line.startswith("error: ")]
-    theirs = [line for line in lines if line.startswith("ERROR")]
+    theirs = [COMMAND_FAILED.sub(r"its command exited with \1", line) for line in lines]
+    theirs = [line for line in theirs if line.startswith("ERROR")]
     return ((ours or theirs or lines or ["no output"])[-1])[:300]
 
 
