@@ -185,6 +185,12 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> s
     return proc.stdout
 
 
+def experiment_names(repo: Path, env: dict[str, str]) -> list[str]:
+    """The DVC experiments in ``repo``'s git refs (refs/exps/<baseline>/<name>), by name."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo, env)
+    return [ref.rsplit("/", 1)[-1] for ref in refs.split()]
+
+
 # The whole pipeline in a few minutes: synthetic digits, 6 iterations, one epoch.
 TINY = {
     "prepare": {"source": "sample"},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import mlflow_server, run, run_python, stage_command
+from .conftest import experiment_names, mlflow_server, run, run_python, stage_command
 from .repos import copy_built
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,7 @@ def queue_finished(repo: Path, env: dict, names: list[str], timeout: float = 900
     deadline = time.monotonic() + timeout
     ask_at, status = time.monotonic() + 15, ""
     while True:
-        refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo, env)
-        landed = {ref.rsplit("/", 1)[-1] for ref in refs.split()}
-        if set(names) <= landed or time.monotonic() >= ask_at:
+        if set(names) <= set(experiment_names(repo, env)) or time.monotonic() >= ask_at:
             status = run(["dvc", "queue", "status"], repo, env)
             if "Queued" not in status and "Running" not in status:
                 return status

@@ -25,9 +25,6 @@ class Trial:
     name: str
     overrides: tuple[str, ...]
 
-    def flags(self) -> list[str]:
-        return [word for override in self.overrides for word in ("-S", override)]
-
 
 def expand(set_params: list[str], name: str) -> list[Trial]:
     """The grid's trials, named ``<name>-<k>`` from 1 as DVC's queue names a sweep's."""

@@ -148,8 +148,11 @@ def _cause(log: Path) -> str:
     ERROR line, else the log's last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     ours = [line for line in lines if line.startswith("error: ")]
-    theirs = [COMMAND_FAILED.sub(r"its command exited with \1", line) for line in lines]
-    theirs = [line for line in theirs if line.startswith("ERROR")]
+    theirs = [
+        COMMAND_FAILED.sub(r"its command exited with \1", line)
+        for line in lines
+        if line.startswith("ERROR")
+    ]
     return ((ours or theirs or lines or ["no output"])[-1])[:300]
 
 
