@@ -68,6 +68,32 @@ def test_mlflow_uris_leaves_mlflow_as_it_found_it(tmp_path, monkeypatch):
     assert mlflow.get_registry_uri() == third
 
 
+def test_a_first_run_that_loses_the_race_to_create_the_experiment_joins_it(tmp_path, monkeypatch):
+    """Two machines start their first runs at once against a team's server: each looks the
+    experiment up, finds none and creates it, and the store refuses the second create with
+    RESOURCE_ALREADY_EXISTS (a server's RestException carries the same code, as test_team's
+    two machines once showed). The loser must train into the winner's experiment."""
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(tmp_path / "mlflow.db")
+    lookup = MlflowClient.get_experiment_by_name
+    looked: list[str] = []
+
+    def before_the_other_machine_created_it(self, name):
+        looked.append(name)
+        if len(looked) == 1:  # the other machine's create lands just after our lookup
+            MlflowClient(uri).create_experiment(name)
+            return None
+        return lookup(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", before_the_other_machine_created_it)
+    tracker = Tracker.start("team", "second", uri=uri)
+    monkeypatch.undo()
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "team"]
+    assert client.get_run(tracker.run_id).info.experiment_id == experiment.experiment_id
+
+
 def test_a_run_whose_process_died_is_closed_as_killed_by_the_next(tmp_path):
     """A train stage killed before its first checkpoint leaves its run RUNNING; the next
     train on this machine marks it KILLED. Live processes' runs and other machines' runs

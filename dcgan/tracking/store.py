@@ -61,7 +61,9 @@ def _default_artifact_root(uri: str) -> str | None:
 
 def store_lock(uri: str):
     """A lock file next to a SQLite store, serialising table creation and experiment
-    creation across processes; a no-op for servers and databases, which do their own."""
+    creation across this machine's processes; a no-op for servers and databases, which other
+    machines share and no file lock reaches (so creating an experiment settles a lost race
+    itself: see tracker._experiment_id)."""
     from contextlib import nullcontext
 
     from filelock import FileLock

@@ -254,15 +254,26 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
 
 def _experiment_id(tracker: Tracker, experiment: str) -> str:
     """The experiment's id, created on first use (with its artifact location and UI tag)."""
+    from mlflow.exceptions import MlflowException
+
     client, uri = tracker.client, tracker.uri
-    with store_lock(uri):  # two queued experiments may create the experiment at once
+    with store_lock(uri):  # this machine's queued experiments, which may start at once
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
-            return client.create_experiment(
-                experiment,
-                artifact_location=artifact_location(uri, experiment),
-                tags={EXPERIMENT_KIND: MODEL_TRAINING},
-            )
+            try:
+                return client.create_experiment(
+                    experiment,
+                    artifact_location=artifact_location(uri, experiment),
+                    tags={EXPERIMENT_KIND: MODEL_TRAINING},
+                )
+            except MlflowException as exc:
+                # Another machine's first run created it between our lookup and our create:
+                # a shared server's experiment has one name, so theirs is ours.
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = client.get_experiment_by_name(experiment)
+                if exp is None:
+                    raise
         if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version of ours
             client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return exp.experiment_id
