@@ -1,14 +1,17 @@
 """`dcgan sweep --address` on a Ray cluster of three hosts, as docs/team.md starts one: network
 namespaces this test makes, each with its own hostname, joined by a bridge on the head. The
-head schedules nothing and runs the tracking server; two workers offer one trial each. The
-worker that trains is powered off mid-trial (every process in its namespace killed): the
-trial runs again on the other, and ends with one FINISHED run, one KILLED attempt and one
-pushed experiment. No secret of the driver's or the workers' environment reaches anything
-the cluster keeps: its job and task tables (what Ray's dashboard shows) or its files."""
+head schedules nothing and runs the tracking server; two workers offer one trial each. Two
+trials start, one on each worker; the worker that trains the first is powered off mid-trial
+(every process in its namespace killed). The trial runs again on the other worker; each trial
+ends with one FINISHED run nested under the sweep's and one pushed experiment, and a third
+clone gets a trial's generator from the remotes alone. No secret of the hosts' environment
+reaches what the cluster keeps: its job and task tables (what Ray's dashboard shows) or its
+files."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -156,11 +159,12 @@ def running_runs(db: Path, experiment: str) -> int:
         return 0
 
 
-def training_on(lan: Hosts, name: str) -> bool:
-    """Whether host ``name`` runs the train stage."""
+def training_on(lan: Hosts, name: str, trial: str) -> bool:
+    """Whether host ``name`` runs the train stage of ``trial`` (in that trial's clone)."""
     for pid in lan.pids(name):
         try:
-            if "stages.train" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
+            command = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+            if "stages.train" in command and f"dcgan-{trial}-" in os.readlink(f"/proc/{pid}/cwd"):
                 return True
         except OSError:
             continue
@@ -172,7 +176,8 @@ from ray._private.state import state
 ray.init(address=sys.argv[1], log_to_driver=False)
 jobs = state.job_table()
 tasks = state._get_all_task_events()
-print(json.dumps({"jobs": jobs, "tasks": tasks}, default=str))
+nodes = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+print(json.dumps({"jobs": jobs, "tasks": tasks, "nodes": nodes}, default=str))
 """
 
 
@@ -225,33 +230,32 @@ def start_cluster(lan: Hosts, env: dict[str, str], server: Path) -> str:
 
 def sweep_losing_a_node(
     lan: Hosts, work: Path, env: dict[str, str], server: Path, head: str
-) -> tuple[str, str, str]:
-    """`dcgan sweep -S train.seed=1 -n n` from the head; the worker that trains powered off
-    once the train stage has opened its run. Its output, the lost worker, and the cluster's
-    job and task tables (JSON) read after it."""
+) -> tuple[str, str, dict]:
+    """`dcgan sweep -S train.seed=1,2 -n n` from the head, a trial on each worker; the worker
+    that trains n-1 powered off once both train stages have opened their runs. The sweep's
+    output, the lost worker, and the cluster's job, task and node tables read after it."""
     log = server / "sweep.log"
+    command = ["dcgan", "sweep", "-S", "train.seed=1,2", "-n", "n", "--address", head]
     with log.open("w") as out:
         sweep = subprocess.Popen(
-            lan.on("head", ["dcgan", "sweep", "-S", "train.seed=1", "-n", "n", "--address", head]),
-            cwd=work,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            lan.on("head", command), cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT
         )
+    db = server / "mlflow.db"
+    workers = ("alpha", "beta")
     try:
         wait_for(
             lambda: (
                 sweep.poll() is not None
                 or (
-                    any(training_on(lan, w) for w in ("alpha", "beta"))
-                    and running_runs(server / "mlflow.db", "n-1") == 1
+                    all(any(training_on(lan, w, t) for w in workers) for t in ("n-1", "n-2"))
+                    and running_runs(db, "n-1") == running_runs(db, "n-2") == 1
                 )
             ),
-            "a worker training",
+            "both trials training",
             300,
         )
         assert sweep.poll() is None, log.read_text()
-        (lost,) = [w for w in ("alpha", "beta") if training_on(lan, w)]
+        (lost,) = [w for w in workers if training_on(lan, w, "n-1")]
         lan.power_off(lost)
         assert sweep.wait(timeout=600) == 0, log.read_text()
         state = subprocess.run(
@@ -262,12 +266,13 @@ def sweep_losing_a_node(
     finally:
         if sweep.poll() is None:
             sweep.kill()
-    return log.read_text(), lost, state.stdout
+    return log.read_text(), lost, json.loads(state.stdout.strip().splitlines()[-1])
 
 
-def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_secret_leaves(
+def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leaves(
     built_tiny, tmp_path, hosts
 ):
+    import hashlib
     import sqlite3
 
     from mlflow.tracking import MlflowClient
@@ -278,27 +283,54 @@ def test_a_node_that_dies_mid_trial_has_its_trial_run_again_elsewhere_and_no_sec
     server = tmp_path / "server"
     server.mkdir()
     head = start_cluster(hosts, env, server)
-    output, lost, shown = sweep_losing_a_node(hosts, work, env, server, head)
+    output, lost, state = sweep_losing_a_node(hosts, work, env, server, head)
 
+    # Both trials finished on the worker left, n-1 on its second attempt; each result names
+    # the node, by Ray's id and by hostname.
     (survivor,) = {"alpha", "beta"} - {lost}
-    (row,) = [line for line in output.splitlines() if line.startswith("| n-1 ")]
-    assert f"| {survivor} |" in row, row  # the table's node: where the trial finished
-    assert experiment_names(bare, env) == ["n-1"]
+    rows = [line for line in output.splitlines() if line.startswith("| n-")]
+    assert sorted(r.split("|")[1].strip() for r in rows) == ["n-1", "n-2"]
+    assert all(f"| {survivor} |" in row for row in rows), rows
+    (table,) = (server / "artifacts").rglob("sweep.json")
+    results = {r["name"]: r for r in json.loads(table.read_text())}
+    assert {r["node_id"] for r in results.values()} == {state["nodes"][hosts.ip[survivor]]}
+    assert experiment_names(bare, env) == ["n-1", "n-2"]
 
-    # One FINISHED run (nested under the sweep's) and the powered-off attempt's, KILLED.
+    # Each trial one FINISHED run, nested under the sweep's; the powered-off attempt KILLED.
     client = MlflowClient(tracking_uri=f"sqlite:///{server / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
     (parent,) = [
         r for r in runs if r.data.tags.get("dcgan.sweep") == "n" and r.info.run_name == "n"
     ]
-    attempts = [r for r in runs if r.data.tags.get("dvc_exp_name") == "n-1"]
-    assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
-    (finished,) = [r for r in attempts if r.info.status == "FINISHED"]
-    assert finished.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.info.status == "FINISHED"
+    attempts = {
+        name: sorted(
+            (r.info.status, r.info.run_id) for r in runs if r.data.tags.get("dvc_exp_name") == name
+        )
+        for name in ("n-1", "n-2")
+    }
+    assert [status for status, _ in attempts["n-1"]] == ["FINISHED", "KILLED"]
+    assert [status for status, _ in attempts["n-2"]] == ["FINISHED"]
+    children = {
+        r.info.run_id: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert {attempts[name][0][1] for name in attempts} == set(children)
+    assert {results[name]["run_id"] for name in results} == set(children)
+
+    # A third clone gets n-1's generator from the two remotes alone, as its run recorded it.
+    third = tmp_path / "third"
+    run(["git", "clone", "-q", str(bare), str(third)], tmp_path, env)
+    run(["git", "checkout", "-q", "main"], third, env)
+    for command in (["exp", "pull", "origin", "n-1"], ["exp", "apply", "n-1"], ["pull"]):
+        run(["dvc", *command], third, env)
+    onnx = hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
+    assert onnx == children[attempts["n-1"][0][1]].data.tags["dcgan.onnx_sha256"]
 
     # No secret where Ray keeps what it shows or writes, nor in the runs.
-    assert '"jobs"' in shown and "trial" in shown  # the tables were read, the task is there
+    shown = json.dumps(state)
+    assert state["jobs"] and "dcgan.sweep.trial" in shown  # the tables were read
     for secret in (password, s3_key):
         leaked = secret in shown
         assert not leaked, "a secret is in Ray's job or task table"
