@@ -29,12 +29,12 @@ from dcgan.errors import DcganError
 
 PARAMS_FILE = "params.yaml"
 # train.precision: Keras mixed-precision policy names (mixed_float16 is for GPUs: a
-# loss-scaled step), and auto, which dcgan/precision.py resolves by timing them.
+# loss-scaled step), and auto, which dcgan/machine/precision.py resolves by timing them.
 FLOAT32, BFLOAT16, FLOAT16, AUTO = "float32", "mixed_bfloat16", "mixed_float16", "auto"
 PRECISIONS = (FLOAT32, BFLOAT16, FLOAT16, AUTO)
 STRATEGIES = ("default", "mirrored")
-D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/training.py
-# train.keep: which of G's iterations the stage ships (dcgan/shipped.py).
+D_FAKES = ("predict", "training")  # where D's fake batch comes from: see dcgan/gan/training.py
+# train.keep: which of G's iterations the stage ships (dcgan/gan/shipped.py).
 KEEP_LAST, KEEP_BEST = "last", "best"
 KEEPS = (KEEP_LAST, KEEP_BEST)
 # Keras seeds NumPy's legacy generator, which takes 32-bit seeds.

@@ -12,4 +12,4 @@ if [ ! -x .venv/bin/python ]; then
   echo "error: no .venv here; run \`DCGAN_EXTRAS=gpu ./run shell\` first" >&2
   exit 1
 fi
-exec .venv/bin/python -m dcgan.gpu_check "$@"
+exec .venv/bin/python -m dcgan.machine.gpu_check "$@"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from dcgan.animation import BAND, grid_files, write_gif
 from dcgan.errors import DcganError
-from dcgan.plots import save_grid
+from dcgan.pictures.animation import BAND, grid_files, write_gif
+from dcgan.pictures.plots import save_grid
 
 
 def grids(folder, iterations):

@@ -105,9 +105,9 @@ def test_generator_whose_z_dim_disagrees_with_the_onnx_file(tmp_path):
     import onnx
 
     from dcgan.config import EvaluateConfig
-    from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
     from dcgan.pipeline import evaluate
+    from dcgan.shipping.export import generator_to_onnx
 
     onnx.save(generator_to_onnx(build_generator(64), opset=17), str(tmp_path / "g.onnx"))
     build_generator(100).save(tmp_path / "generator.keras")

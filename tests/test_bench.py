@@ -11,7 +11,7 @@ import pytest
 def test_book_loop_trains_d_in_its_own_step_and_freezes_it_in_the_combined_step(
     tiny_train_cfg, tiny_images
 ):
-    from dcgan.bench import book_loop
+    from dcgan.machine.bench import book_loop
 
     iteration, g, d, combined = book_loop(tiny_train_cfg, tiny_images)
     kernel, g_kernel = d.get_layer("conv1").kernel, g.get_layer("deconv1").kernel
@@ -30,7 +30,7 @@ def test_book_loop_trains_d_in_its_own_step_and_freezes_it_in_the_combined_step(
 
 
 def test_format_table_lists_every_batch():
-    from dcgan.bench import format_table
+    from dcgan.machine.bench import format_table
 
     row = {
         "onnxruntime_ms": 1.0,
@@ -89,7 +89,7 @@ def test_format_table_lists_every_batch():
 
 @pytest.mark.slow  # the whole training benchmark, at a tiny size
 def test_bench_training_runs_and_reports(tiny_train_cfg):
-    from dcgan.bench import bench_training
+    from dcgan.machine.bench import bench_training
 
     report = bench_training(tiny_train_cfg, iterations=1)
     assert report["book_loop_trains_d"] is True
@@ -110,7 +110,7 @@ def test_bench_training_runs_and_reports(tiny_train_cfg):
     assert report["ema_update_cost"] == pytest.approx(ema)
     # The settings the step ran with are the ones every training stage sets, and the bench
     # leaves them so: a later GAN in the same process trains the same bits.
-    from dcgan.determinism_cost import VARIANTS, current
+    from dcgan.machine.determinism_cost import VARIANTS, current
 
     project = {"op_determinism": True, "constant_folding": False, "remapping": False}
     determinism = report["determinism"]
@@ -126,8 +126,8 @@ def test_the_flop_count_logs_no_tensorflow_deprecation(tiny_train_cfg, tiny_imag
     warning about its own insides: the user sees the count, not the warning."""
     import logging
 
-    from dcgan.bench import step_flops
-    from dcgan.training import GAN
+    from dcgan.gan.training import GAN
+    from dcgan.machine.bench import step_flops
 
     gan = GAN(tiny_train_cfg, tiny_images)
     with caplog.at_level(logging.INFO, logger="tensorflow"):
@@ -139,7 +139,7 @@ def test_the_flop_count_logs_no_tensorflow_deprecation(tiny_train_cfg, tiny_imag
 
 @pytest.mark.slow  # the inference benchmark, at a tiny size
 def test_bench_inference_compares_the_shipped_graph_tf2onnx_graph_and_tensorflow(repo_params):
-    from dcgan.bench import bench_inference
+    from dcgan.machine.bench import bench_inference
 
     report = bench_inference(None, None, repo_params["train"], repo_params["export"], (1, 3))
     assert "rewritten" in report["graph"]
@@ -159,10 +159,10 @@ def test_bench_inference_takes_any_exported_generator(repo_params, tmp_path):
 
     import onnx
 
-    from dcgan.bench import bench_inference
-    from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
+    from dcgan.machine.bench import bench_inference
     from dcgan.saving import save_model
+    from dcgan.shipping.export import generator_to_onnx
 
     generator = build_generator(64)
     save_model(generator, tmp_path / "g.keras")
@@ -176,8 +176,8 @@ def test_bench_inference_takes_any_exported_generator(repo_params, tmp_path):
 
 
 def test_bench_inference_without_the_keras_generator_is_one_line(repo_params, tmp_path):
-    from dcgan.bench import bench_inference
     from dcgan.errors import DcganError
+    from dcgan.machine.bench import bench_inference
 
     (tmp_path / "g.onnx").write_bytes(b"x")
     with pytest.raises(DcganError, match="needs the Keras generator it was exported from"):
@@ -189,7 +189,7 @@ def test_bench_inference_without_the_keras_generator_is_one_line(repo_params, tm
 @pytest.mark.parametrize(("unused_predict", "expected"), [(True, 2), (False, 1)])
 def test_book_loop_calls_predict_as_printed(tiny_train_cfg, tiny_images, unused_predict, expected):
     """The book calls generator.predict twice per iteration (the second result is unused)."""
-    from dcgan.bench import book_loop
+    from dcgan.machine.bench import book_loop
 
     iteration, g, _, _ = book_loop(tiny_train_cfg, tiny_images, unused_predict=unused_predict)
     calls, predict = [], g.predict
@@ -205,7 +205,7 @@ def test_book_loop_calls_predict_as_printed(tiny_train_cfg, tiny_images, unused_
 
 
 def test_alternating_medians_take_the_calls_in_turn_after_the_warm_up():
-    from dcgan.timing import alternating_medians
+    from dcgan.machine.timing import alternating_medians
 
     calls: list[str] = []
     medians = alternating_medians(

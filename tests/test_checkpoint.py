@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from dcgan import checkpoint
+from dcgan.gan import checkpoint
 
 
 class Var:

@@ -7,16 +7,16 @@ import pytest
 
 
 def test_the_settings_read_are_the_ones_training_sets():
-    from dcgan.determinism import seed_everything
-    from dcgan.determinism_cost import Settings, current
+    from dcgan.gan.determinism import seed_everything
+    from dcgan.machine.determinism_cost import Settings, current
 
     seed_everything(0)
     assert current() == Settings(op_determinism=True, constant_folding=False, remapping=False)
 
 
 def test_applied_puts_the_settings_back_even_after_an_error():
-    from dcgan.determinism import seed_everything
-    from dcgan.determinism_cost import VARIANTS, applied, current
+    from dcgan.gan.determinism import seed_everything
+    from dcgan.machine.determinism_cost import VARIANTS, applied, current
 
     seed_everything(0)
     before = current()

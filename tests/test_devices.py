@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcgan import devices, environment
+from dcgan.machine import devices, environment
 
 A100 = "NVIDIA A100-SXM4-40GB"
 

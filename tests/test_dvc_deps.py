@@ -65,7 +65,7 @@ def test_every_file_a_stage_reads_or_writes_is_on_its_command_line(stage):
 @pytest.mark.parametrize(
     ("edited", "function", "changed"),
     [
-        ("dcgan/models.py", "def build_generator(", {"train", "export", "evaluate"}),
+        ("dcgan/gan/models.py", "def build_generator(", {"train", "export", "evaluate"}),
         ("dcgan/sources.py", "def _gunzip_idx(", {"prepare"}),
         ("dcgan/saving.py", "def load_model(", {"train", "classifier", "export", "evaluate"}),
     ],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dcgan import environment
+from dcgan.machine import environment
 
 from .conftest import ROOT
 

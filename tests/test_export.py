@@ -9,18 +9,18 @@ import onnx
 import pytest
 
 from dcgan.contract import draw_noise
-from dcgan.evaluation import keras_generate
-from dcgan.export import generator_to_onnx
 from dcgan.pipeline import evaluate
 from dcgan.pipeline.paths import EvaluatePaths, PreparePaths
-from dcgan.sampling import generate, load_session, z_dim_of
+from dcgan.quality.evaluation import keras_generate
+from dcgan.shipping.export import generator_to_onnx
+from dcgan.shipping.sampling import generate, load_session, z_dim_of
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     """A generator after a few real steps, so BatchNorm statistics are not at their defaults."""
-    from dcgan.loop import train_loop
-    from dcgan.training import GAN
+    from dcgan.gan.loop import train_loop
+    from dcgan.gan.training import GAN
 
     gan = GAN(tiny_train_cfg, tiny_images)
     train_loop(gan, progress=False)
@@ -29,9 +29,9 @@ def trained(tmp_path_factory, tiny_train_cfg, tiny_images):
     onnx.save(model, str(folder / "generator.onnx"))
     gan.generator.save(folder / "generator.keras")
     # evaluate also needs a classifier and real images; an untrained one is enough here.
-    from dcgan.classifier import build_classifier
     from dcgan.config import PrepareConfig
     from dcgan.pipeline import prepare
+    from dcgan.quality.classifier import build_classifier
 
     build_classifier().save(folder / "mnist_classifier.keras")
     prepare.run(
@@ -164,9 +164,9 @@ def test_evaluate_fails_above_tolerance(trained, tmp_path):
 def test_mixed_bfloat16_generator_exports_as_float32_with_parity(tiny_train_cfg, tiny_images):
     import dataclasses
 
-    from dcgan.loop import train_loop
-    from dcgan.sampling import generate as ort_generate
-    from dcgan.training import GAN
+    from dcgan.gan.loop import train_loop
+    from dcgan.gan.training import GAN
+    from dcgan.shipping.sampling import generate as ort_generate
 
     gan = GAN(dataclasses.replace(tiny_train_cfg, precision="mixed_bfloat16"), tiny_images)
     history = train_loop(gan, progress=False)

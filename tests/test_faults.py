@@ -65,7 +65,7 @@ def test_params_changed_while_training_write_nothing_and_fail(prepared, tmp_path
 def test_params_changed_while_training_stop_at_the_next_interval(prepared, tmp_path, monkeypatch):
     """Once params.yaml no longer describes the run, the iterations left would be CPU spent
     on a model that cannot be recorded: the run stops at the next interval."""
-    from dcgan import loop
+    from dcgan.gan import loop
     from dcgan.pipeline import train
 
     params = write_params(tmp_path / "params.yaml", train={**TINY_TRAIN, "iterations": 6})
@@ -92,7 +92,7 @@ def test_outputs_checked_out_under_a_run_blame_the_params_change(prepared, tmp_p
     write (seen in CI): the error still names the params change and the way out."""
     import shutil
 
-    from dcgan import plots
+    from dcgan.pictures import plots
     from dcgan.pipeline import train
 
     params = write_params(tmp_path / "params.yaml", train=TINY_TRAIN)
@@ -196,8 +196,8 @@ def test_fewer_images_than_a_batch_is_refused(tmp_path):
 
 
 def test_a_non_finite_loss_stops_training(tiny_train_cfg, tiny_images, monkeypatch):
-    from dcgan.loop import train_loop
-    from dcgan.training import GAN
+    from dcgan.gan.loop import train_loop
+    from dcgan.gan.training import GAN
 
     gan = GAN(tiny_train_cfg, tiny_images)
     real_step = gan.train_step

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from dcgan import gpu_check
+from dcgan.machine import gpu_check
 
 from .conftest import ROOT, write_params
 

@@ -10,7 +10,14 @@ import pytest
 from .conftest import ROOT
 from .imports import MODULES, dcgan_imports
 
-LIBRARY = sorted(p for p in (ROOT / "dcgan").glob("*.py"))
+# The library: every module outside the record keeping, the orchestration and the UI (UPPER).
+LIBRARY = sorted(
+    p
+    for name, p in MODULES.items()
+    if not name.startswith(
+        ("dcgan.tracking", "dcgan.pipeline", "dcgan.stack", "dcgan.sweep", "dcgan.cli")
+    )
+)
 CODE = sorted((ROOT / "dcgan").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
 STAGES = ["prepare", "train", "classifier", "export", "evaluate", "animate", "site"]
 
@@ -25,7 +32,7 @@ def imported(path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=[p.name for p in LIBRARY])
+@pytest.mark.parametrize("path", LIBRARY, ids=[str(p.relative_to(ROOT)) for p in LIBRARY])
 def test_library_modules_never_touch_mlflow(path):
     assert not {n for n in imported(path) if n.split(".")[0] == "mlflow"}
 
@@ -166,6 +173,49 @@ def test_the_import_graph_has_no_circle():
 def test_the_library_never_imports_upward(name):
     """The library computes; the pipeline, the stack and the CLI call it, never the reverse."""
     assert not {m for m in dcgan_imports(name) if m.startswith(UPPER)}
+
+
+# dcgan's folders from the ground up; the modules at the top of dcgan/ (config, contract,
+# errors, files, layout, data, sources, saving) are the ground floor. A module imports from
+# its own folder and the floors below, never from a floor above or a neighbour on its own.
+FLOORS = [
+    ("dcgan",),
+    ("dcgan.pictures",),
+    ("dcgan.gan",),
+    ("dcgan.quality", "dcgan.shipping"),
+    ("dcgan.machine",),
+    ("dcgan.tracking",),
+    ("dcgan.stack",),
+    ("dcgan.sweep",),
+    ("dcgan.pipeline",),
+    ("dcgan.cli",),
+]
+FLOOR = {folder: i for i, floor in enumerate(FLOORS) for folder in floor}
+
+
+def folder_of(name: str) -> str:
+    """``dcgan.gan`` for dcgan.gan.models and dcgan.gan itself; ``dcgan`` for dcgan.config."""
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    return ".".join(package.split(".")[:2])
+
+
+def test_every_folder_has_a_floor_and_says_what_it_is_for():
+    folders = {folder_of(name) for name in MODULES}
+    assert folders == set(FLOOR)
+    for folder in folders - {"dcgan"}:
+        init = MODULES[folder]
+        assert (ast.get_docstring(ast.parse(init.read_text())) or "").strip(), init
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_a_module_imports_from_its_folder_and_the_floors_below(name):
+    here = folder_of(name)
+    above = {
+        m: folder_of(m)
+        for m in dcgan_imports(name)
+        if folder_of(m) != here and FLOOR[folder_of(m)] >= FLOOR[here]
+    }
+    assert not above, f"{name} imports from a floor that is not below its own: {above}"
 
 
 RECORD = sorted(n for n in MODULES if n.startswith("dcgan.tracking"))

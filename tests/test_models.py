@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcgan.models import build_discriminator, build_generator
+from dcgan.gan.models import build_discriminator, build_generator
 
 GENERATOR_SHAPES = [
     ("dense", (None, 7 * 7 * 256)),
@@ -61,9 +61,10 @@ def test_parameter_counts_match_the_book_architecture():
 
 @pytest.mark.parametrize("z_dim", [2, 100, 512])
 def test_the_memory_estimate_counts_the_weights_keras_builds(z_dim):
-    """dcgan.architecture counts the weights without TensorFlow (dcgan.memory's estimate);
-    it must count what dcgan.models builds from the same widths."""
-    from dcgan.architecture import discriminator_weights, generator_weights
+    """dcgan.gan.architecture counts the weights without TensorFlow (for
+    dcgan.machine.memory's estimate); it must count what dcgan.gan.models builds from the
+    same widths."""
+    from dcgan.gan.architecture import discriminator_weights, generator_weights
 
     assert generator_weights(z_dim) == build_generator(z_dim).count_params()
     assert discriminator_weights() == build_discriminator().count_params()
@@ -102,7 +103,7 @@ def test_train_forward_is_keras_training_mode_with_fused_batchnorm(which):
     import numpy as np
     import tensorflow as tf
 
-    from dcgan.models import train_forward
+    from dcgan.gan.models import train_forward
 
     build = (lambda: build_generator(100)) if which == "generator" else build_discriminator
     keras_model, ours = _perturbed_copies(build)
@@ -131,7 +132,7 @@ def test_train_forward_is_keras_training_mode_with_fused_batchnorm(which):
 def test_train_forward_can_leave_batchnorm_statistics_alone():
     import numpy as np
 
-    from dcgan.models import train_forward
+    from dcgan.gan.models import train_forward
 
     keras_model, ours = _perturbed_copies(build_discriminator)
     before = [w.numpy().copy() for w in ours.non_trainable_weights]
@@ -149,7 +150,7 @@ def test_saved_keras_file_holds_no_timestamp(tmp_path):
     import re
     import zipfile
 
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
     from dcgan.saving import load_model, save_model
 
     generator = build_generator(100)

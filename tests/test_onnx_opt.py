@@ -8,7 +8,7 @@ import pytest
 from onnx import helper
 from onnx import numpy_helper as nh
 
-from dcgan.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
+from dcgan.shipping.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
 
 
 def _chain(z_dim, hwc, layers, seed=0, final="Transpose"):
@@ -142,9 +142,9 @@ def test_graphs_it_does_not_know_are_refused(edit, message):
 
 
 def test_export_uses_the_rewrite_and_checks_it(monkeypatch):
-    from dcgan import export
     from dcgan.errors import DcganError
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
+    from dcgan.shipping import export
 
     generator = build_generator(16)
     fast = export.generator_to_onnx(generator, opset=17)
@@ -169,8 +169,8 @@ def test_export_uses_the_rewrite_and_checks_it(monkeypatch):
 
 
 def test_export_keeps_tf2onnx_graph_when_the_rewrite_does_not_apply(monkeypatch, caplog):
-    from dcgan import export
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
+    from dcgan.shipping import export
 
     def unsupported(model):
         raise UnsupportedGraph("made up")

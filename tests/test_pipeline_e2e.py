@@ -196,7 +196,7 @@ def test_the_environment_is_on_the_record(repo):
     import onnx
     from mlflow.tracking import MlflowClient
 
-    from dcgan import devices, environment
+    from dcgan.machine import devices, environment
 
     lock = repo / "uv.lock"
     expected = {**environment.describe(lock), **devices.describe()}

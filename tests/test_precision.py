@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan import precision, timing
+from dcgan.gan.training import GAN
+from dcgan.machine import precision, timing
 from dcgan.pipeline.paths import ExportPaths, PreparePaths
-from dcgan.training import GAN
 
 from .conftest import paths_of, stage_paths
 
@@ -204,8 +204,8 @@ def test_a_float16_gan_trains_under_a_dynamic_loss_scale(tiny_train_cfg, tiny_im
     # It exports as float32 maths, as mixed_bfloat16 does, and ONNX computes what Keras does.
     import onnxruntime as ort
 
-    from dcgan.evaluation import keras_generate
-    from dcgan.export import generator_to_onnx
+    from dcgan.quality.evaluation import keras_generate
+    from dcgan.shipping.export import generator_to_onnx
 
     z = np.random.default_rng(1).standard_normal((16, cfg.z_dim)).astype(np.float32)
     model = generator_to_onnx(gan.generator, 17)
@@ -270,7 +270,7 @@ def test_the_gan_trains_in_the_resolved_precision(
 def test_the_gan_refuses_auto_before_any_work(monkeypatch, tiny_train_cfg, tiny_images):
     """auto is the train stage's to resolve (it times both precisions in a child process):
     the model refuses it before it seeds, builds or times anything."""
-    from dcgan import training
+    from dcgan.gan import training
 
     def no_work(*args, **kwargs):
         raise AssertionError("the GAN did work before refusing 'auto'")
@@ -329,7 +329,7 @@ def test_mlflow_training_json_and_onnx_record_the_resolved_precision(
     from mlflow.tracking import MlflowClient
 
     from dcgan.pipeline import export, train
-    from dcgan.sampling import load_session
+    from dcgan.shipping.sampling import load_session
     from dcgan.tracking.lineage import runs_for_file
     from dcgan.tracking.store import tracking_uri
 
@@ -370,9 +370,9 @@ def test_on_a_gpu_record_the_stage_trains_and_records_what_auto_measured_there(
     training.json, the MLflow run and the ONNX file say what trained the model."""
     import logging
 
-    from dcgan import devices
+    from dcgan.machine import devices
     from dcgan.pipeline import export, train
-    from dcgan.sampling import load_session
+    from dcgan.shipping.sampling import load_session
     from dcgan.tracking.lineage import runs_for_file
     from dcgan.tracking.store import tracking_uri
 

@@ -19,8 +19,8 @@ from .conftest import paths_of
 def prepared(tmp_path_factory, repo_params):
     """The sample digits, prepared, and an untrained classifier as the scorer: the scores'
     values do not matter here, only where they go and what they leave alone."""
-    from dcgan.classifier import build_classifier
     from dcgan.pipeline import prepare
+    from dcgan.quality.classifier import build_classifier
     from dcgan.saving import save_model
 
     root = tmp_path_factory.mktemp("probe")
@@ -101,12 +101,12 @@ def test_scores_go_to_the_plots_file_the_metrics_training_json_and_mlflow(cfg, p
 def test_the_probe_scores_as_the_evaluate_stage_and_touches_no_training_state(
     cfg, prepared, tiny_images
 ):
-    from dcgan.classifier import feature_head
     from dcgan.data import load_prepared
-    from dcgan.evaluation import keras_generate, sample_scores
-    from dcgan.probe import QualityProbe, probe_noise
+    from dcgan.gan.training import GAN
+    from dcgan.quality.classifier import feature_head
+    from dcgan.quality.evaluation import keras_generate, sample_scores
+    from dcgan.quality.probe import QualityProbe, probe_noise
     from dcgan.saving import load_model
-    from dcgan.training import GAN
 
     gan = GAN(cfg, tiny_images)
     gan.train_step()  # moving statistics and Adam's moments away from their initial values
@@ -151,10 +151,10 @@ def test_a_diverged_generator_stops_training_in_one_line(cfg, prepared, tiny_ima
     """Scored between two sample intervals, a G whose images are NaN ends the run with the
     divergence line, not a traceback from SciPy."""
     from dcgan.data import load_prepared
-    from dcgan.loop import train_loop
-    from dcgan.probe import QualityProbe
+    from dcgan.gan.loop import train_loop
+    from dcgan.gan.training import GAN
+    from dcgan.quality.probe import QualityProbe
     from dcgan.saving import load_model
-    from dcgan.training import GAN
 
     cfg = dataclasses.replace(cfg, iterations=3, sample_interval=3, eval_interval=1)
     gan = GAN(cfg, tiny_images)
@@ -175,7 +175,7 @@ def test_keep_best_ships_the_averaged_generator_of_the_lowest_fcd(cfg, prepared,
     file shipped is the average at the lowest FCD, as its own score on the probe's noise
     shows."""
     from dcgan.data import load_prepared
-    from dcgan.probe import QualityProbe
+    from dcgan.quality.probe import QualityProbe
     from dcgan.saving import load_model
 
     # G's steps too long to improve steadily: the lowest FCD is not the last iteration's.

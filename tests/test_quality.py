@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from dcgan import quality
 from dcgan.pipeline.paths import PreparePaths
+from dcgan.quality import scores
 
 
 def test_frechet_distance_identities():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2000, 8))
-    assert quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert scores.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     shift = np.full(8, 0.5)
-    assert quality.frechet_distance(a, a + shift) == pytest.approx(8 * 0.25, rel=1e-6)
+    assert scores.frechet_distance(a, a + shift) == pytest.approx(8 * 0.25, rel=1e-6)
     # Scaling by s multiplies covariances by s^2: distance = sum (1 - s)^2 * var.
-    d = quality.frechet_distance(a, 2 * a)
+    d = scores.frechet_distance(a, 2 * a)
     assert d == pytest.approx(np.trace(np.cov(a, rowvar=False)), rel=1e-3)
 
 
@@ -38,7 +38,7 @@ def test_frechet_distance_survives_a_failing_sqrtm(monkeypatch, broken):
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(500, 8)), rng.normal(0.3, 1.2, size=(400, 8))
-    expected = quality.frechet_distance(a, b)
+    expected = scores.frechet_distance(a, b)
 
     def sqrtm(matrix, disp=True):
         if isinstance(broken, Exception):
@@ -46,32 +46,22 @@ def test_frechet_distance_survives_a_failing_sqrtm(monkeypatch, broken):
         return broken, 0.0
 
     monkeypatch.setattr(scipy.linalg, "sqrtm", sqrtm)
-    assert quality.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
-    assert quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_lowest_fcd_is_the_earliest_lowest_point():
-    rows = [
-        {"iteration": 2, "fcd": 9.0},
-        {"iteration": 4, "fcd": 7.0},
-        {"iteration": 6, "fcd": 7.0},
-    ]
-    assert quality.lowest_fcd(rows) == {"best_fcd": 7.0, "best_fcd_iteration": 4}
-    assert quality.lowest_fcd([]) == {}
+    assert scores.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert scores.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_mnist_score_extremes():
     one_hot = np.eye(10)[np.arange(1000) % 10]
-    assert quality.mnist_score(one_hot) == pytest.approx(10.0, rel=1e-6)
-    assert quality.mnist_score(np.full((100, 10), 0.1)) == pytest.approx(1.0)
-    assert quality.mnist_score(np.eye(10)[np.zeros(100, int)]) == pytest.approx(1.0)
+    assert scores.mnist_score(one_hot) == pytest.approx(10.0, rel=1e-6)
+    assert scores.mnist_score(np.full((100, 10), 0.1)) == pytest.approx(1.0)
+    assert scores.mnist_score(np.eye(10)[np.zeros(100, int)]) == pytest.approx(1.0)
 
 
 def test_class_coverage():
-    balanced = quality.class_coverage(np.eye(10)[np.arange(100) % 10])
+    balanced = scores.class_coverage(np.eye(10)[np.arange(100) % 10])
     assert balanced["min_class_share"] == balanced["max_class_share"] == 0.1
     assert balanced["class_kl_from_uniform"] == pytest.approx(0.0, abs=1e-9)
-    single = quality.class_coverage(np.eye(10)[np.full(50, 3)])
+    single = scores.class_coverage(np.eye(10)[np.full(50, 3)])
     assert single["min_class_share"] == 0 and single["max_class_share"] == 1
     assert single["class_kl_from_uniform"] == pytest.approx(np.log(10))
 
@@ -80,7 +70,7 @@ def test_nearest_distances_match_brute_force():
     rng = np.random.default_rng(1)
     q, r = rng.standard_normal((37, 5, 5)), rng.standard_normal((53, 5, 5))
     expected = cdist(q.reshape(37, -1), r.reshape(53, -1)).min(axis=1)
-    assert np.allclose(quality.nearest_distances(q, r, chunk=8), expected, atol=1e-4)
+    assert np.allclose(scores.nearest_distances(q, r, chunk=8), expected, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +87,8 @@ def real(tmp_path_factory):
 @pytest.fixture(scope="module")
 def classifier(real):
     """Small on purpose: four epochs on the 4 000 bundled digits (a few seconds)."""
-    from dcgan.classifier import train_classifier
     from dcgan.config import ClassifierConfig
+    from dcgan.quality.classifier import train_classifier
 
     return train_classifier(
         ClassifierConfig(epochs=4, batch_size=128, seed=0), real.x_train, real.y_train
@@ -107,20 +97,20 @@ def classifier(real):
 
 @pytest.fixture(scope="module")
 def reference(classifier, real):
-    from dcgan.evaluation import quality_metrics
+    from dcgan.quality.evaluation import quality_metrics
 
     metrics, _ = quality_metrics(classifier, real.x_test, real.x_test, real.x_train)
     return metrics
 
 
 def score(classifier, real, images):
-    from dcgan.evaluation import quality_metrics
+    from dcgan.quality.evaluation import quality_metrics
 
     return quality_metrics(classifier, images, real.x_test, real.x_train)[0]
 
 
 def test_classifier_learns(classifier, real):
-    from dcgan.classifier import accuracy, feature_head
+    from dcgan.quality.classifier import accuracy, feature_head
 
     assert accuracy(feature_head(classifier), real.x_test, real.y_test) > 0.9
 

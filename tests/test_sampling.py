@@ -11,15 +11,15 @@ import pytest
 
 from dcgan.cli import main
 from dcgan.errors import DcganError
-from dcgan.sampling import generate, load_session
+from dcgan.shipping.sampling import generate, load_session
 
 
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory):
     import onnx
 
-    from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
+    from dcgan.shipping.export import generator_to_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "generator.onnx"
     onnx.save(generator_to_onnx(build_generator(100), opset=17), str(path))
@@ -115,7 +115,7 @@ def test_noise_chunks_are_the_rows_of_one_draw():
 
 
 def test_npy_streamed_in_chunks_equals_one_batch(onnx_file, tmp_path, monkeypatch):
-    import dcgan.sampling
+    import dcgan.shipping.sampling
     from dcgan.contract import draw_noise
 
     monkeypatch.setattr("dcgan.cli.sample.SAMPLE_CHUNK", 7)
@@ -125,7 +125,7 @@ def test_npy_streamed_in_chunks_equals_one_batch(onnx_file, tmp_path, monkeypatc
         batches.append(len(z))
         return generate(session, z)
 
-    monkeypatch.setattr(dcgan.sampling, "generate", counted)
+    monkeypatch.setattr(dcgan.shipping.sampling, "generate", counted)
     out = tmp_path / "s.npy"
     assert (
         main(["sample", "--model", str(onnx_file), "-n", "20", "--seed", "4", "--npy", str(out)])
@@ -225,7 +225,7 @@ def test_walks_start_and_end_at_the_samples_of_their_seeds(onnx_file, tmp_path):
 
 def test_slerp_keeps_the_ends_exact_and_the_norm_between_them():
     from dcgan.contract import draw_noise
-    from dcgan.latent import slerp, walks
+    from dcgan.shipping.latent import slerp, walks
 
     a, b = draw_noise(4, 100, 1), draw_noise(4, 100, 2)
     assert np.array_equal(slerp(a, b, 0.0), a) and np.array_equal(slerp(a, b, 1.0), b)

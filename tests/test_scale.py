@@ -142,8 +142,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from dcgan.config import load_all
-from dcgan.training import GAN
-from dcgan.loop import train_loop
+from dcgan.gan.training import GAN
+from dcgan.gan.loop import train_loop
 
 base = dataclasses.replace(load_all(sys.argv[1])["train"], iterations=3, batch_size=16,
                            sample_interval=1)
@@ -186,8 +186,8 @@ def test_mirrored_strategy_over_two_logical_cpus_matches_one_device():
 def test_batch_size_must_split_over_devices(tiny_train_cfg, tiny_images, monkeypatch):
     import dataclasses
 
-    from dcgan import training
     from dcgan.errors import DcganError
+    from dcgan.gan import training
 
     class TwoReplicas:
         num_replicas_in_sync = 2

@@ -1,4 +1,4 @@
-"""The generator the train stage ships (dcgan.shipped): the average of G's weights, the copy
+"""The generator the train stage ships (dcgan.gan.shipped): the average of G's weights, the copy
 of the lowest FCD, and the decaying learning rate; none of them changes what trains."""
 
 from __future__ import annotations
@@ -10,12 +10,22 @@ import pytest
 import tensorflow as tf
 
 from dcgan.contract import draw_noise
-from dcgan.probe import probe_noise
-from dcgan.shipped import Best, ema_decay_at
-from dcgan.training import GAN, LinearDecay
+from dcgan.gan.shipped import Best, ema_decay_at, lowest_fcd
+from dcgan.gan.training import GAN, LinearDecay
+from dcgan.quality.probe import probe_noise
 
 EMA = 0.9  # a short average, so that a few iterations move it far from G
 # What the train stage ships with them: tests/test_probe.py and test_resume.py.
+
+
+def test_lowest_fcd_is_the_earliest_lowest_point():
+    rows = [
+        {"iteration": 2, "fcd": 9.0},
+        {"iteration": 4, "fcd": 7.0},
+        {"iteration": 6, "fcd": 7.0},
+    ]
+    assert lowest_fcd(rows) == {"best_fcd": 7.0, "best_fcd_iteration": 4}
+    assert lowest_fcd([]) == {}
 
 
 def training_state(gan: GAN) -> dict[str, np.ndarray]:

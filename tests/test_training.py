@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from dcgan.contract import draw_noise
-from dcgan.loop import Callback, fixed_noise, train_loop
-from dcgan.models import train_forward
-from dcgan.training import GAN
+from dcgan.gan.loop import Callback, fixed_noise, train_loop
+from dcgan.gan.models import train_forward
+from dcgan.gan.training import GAN
 
 
 def snapshot(model):
@@ -160,8 +160,8 @@ import numpy as np
 from dcgan.config import load_all
 from dcgan.data import normalise
 from dcgan.sources import load_mnist
-from dcgan.training import GAN
-from dcgan.loop import train_loop
+from dcgan.gan.training import GAN
+from dcgan.gan.loop import train_loop
 
 x = normalise(load_mnist().x_train)
 cfg = dataclasses.replace(load_all(sys.argv[1])["train"], iterations=60, sample_interval=60)

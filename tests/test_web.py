@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcgan import plots_offline
 from dcgan.config import NoParams
 from dcgan.contract import draw_noise
 from dcgan.errors import DcganError
+from dcgan.pictures import plots_offline
 from dcgan.pipeline import site
 from dcgan.pipeline.paths import SitePaths
-from dcgan.sampling import generate, load_session
+from dcgan.shipping.sampling import generate, load_session
 
 from .conftest import ROOT
 
@@ -55,8 +55,8 @@ needs_browser = pytest.mark.skipif(
 def onnx_file(tmp_path_factory) -> Path:
     import onnx
 
-    from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator
+    from dcgan.gan.models import build_generator
+    from dcgan.shipping.export import generator_to_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "generator.onnx"
     model = generator_to_onnx(
@@ -355,7 +355,7 @@ def plots_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     from .conftest import make_repo, run
 
     repo, env = make_repo(tmp_path_factory.mktemp("plots"), {})
-    run([sys.executable, "-m", "dcgan.plots_offline"], repo, env)
+    run([sys.executable, "-m", "dcgan.pictures.plots_offline"], repo, env)
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
     )

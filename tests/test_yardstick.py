@@ -25,7 +25,7 @@ def test_every_op_of_our_step_falls_in_its_layers_kind(kinds, tiny_train_cfg, ti
     """The step's real graph: each convolution is G's or D's, forward or backward as its
     place says; BatchNorm, matmuls and the optimizer land in theirs, nothing heavy in
     'other'."""
-    from dcgan.training import GAN
+    from dcgan.gan.training import GAN
 
     ops = GAN(tiny_train_cfg, tiny_images).step_graph().get_operations()
     by_kind = {}

@@ -29,20 +29,20 @@ def bench_command(args: argparse.Namespace) -> None:
         if path is not None and not path.is_file():
             raise DcganError(f"{flag} {path} not found; pass an existing file or drop {flag}")
     if args.model is not None:
-        from dcgan.sampling import load_session
+        from dcgan.shipping.sampling import load_session
 
         load_session(args.model)  # not ONNX, or not a generator: one line, before TensorFlow
     model = args.model or generator_artifact()
     keras_model = args.keras or Path(stage_args("export")["generator"])
 
-    from dcgan.bench import run  # imports TensorFlow; kept out of `dcgan sample`'s path
+    from dcgan.machine.bench import run  # imports TensorFlow; kept out of `dcgan sample`'s path
 
     with params_file(args.params):
         run(args.out, model, keras_model, train, export, args.iterations)
 
 
 def runs_command(args: argparse.Namespace) -> None:
-    from dcgan import environment
+    from dcgan.machine import environment
     from dcgan.tracking.lineage import runs_for_file
     from dcgan.tracking.store import safe_uri, tracking_uri
 
@@ -57,7 +57,7 @@ def runs_command(args: argparse.Namespace) -> None:
             "to the store it was trained with"
         )
     if args.file.suffix == ".onnx":
-        from dcgan.sampling import load_session
+        from dcgan.shipping.sampling import load_session
 
         try:
             meta = load_session(args.file).get_modelmeta().custom_metadata_map

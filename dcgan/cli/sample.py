@@ -25,8 +25,8 @@ def sample_command(args: argparse.Namespace) -> None:
     import shutil
 
     from dcgan.contract import IMAGE_SHAPE, draw_noise, noise_chunks
-    from dcgan.plots import save_grid
-    from dcgan.sampling import generate, load_session, z_dim_of
+    from dcgan.pictures.plots import save_grid
+    from dcgan.shipping.sampling import generate, load_session, z_dim_of
 
     if args.out is None and args.npy is None:
         raise DcganError("nothing to write; pass --out samples.png and/or --npy samples.npy")
@@ -77,9 +77,9 @@ def interpolate_command(args: argparse.Namespace) -> None:
     --seed S`` to image i of ``dcgan sample -n N --seed T``, in K steps."""
     from dcgan.config import SEED_RANGE
     from dcgan.contract import draw_noise
-    from dcgan.latent import walks
-    from dcgan.plots import save_grid
-    from dcgan.sampling import generate, load_session, z_dim_of
+    from dcgan.pictures.plots import save_grid
+    from dcgan.shipping.latent import walks
+    from dcgan.shipping.sampling import generate, load_session, z_dim_of
 
     if args.cols is not None:
         raise DcganError("--cols does not apply to --interpolate K (K columns, a walk per row)")

@@ -7,10 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-from dcgan.animation import grid_files, write_gif
 from dcgan.config import NoParams
 from dcgan.errors import DcganError
 from dcgan.files import sha256_file
+from dcgan.pictures.animation import grid_files, write_gif
 from dcgan.pipeline.paths import AnimatePaths
 from dcgan.tracking.lineage import GENERATOR_TAG, experiment_of
 from dcgan.tracking.tracker import Tracker

@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dcgan import memory
-from dcgan.classifier import accuracy, feature_head, train_classifier
 from dcgan.config import ClassifierConfig
 from dcgan.data import load_prepared
 from dcgan.files import write_json
+from dcgan.machine import memory
 from dcgan.pipeline.paths import ClassifierPaths
+from dcgan.quality.classifier import accuracy, feature_head, train_classifier
 from dcgan.saving import save_model
 
 log = logging.getLogger(__name__)

@@ -8,18 +8,18 @@ import json
 import logging
 from typing import Any
 
-from dcgan import memory
 from dcgan.config import EvaluateConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, draw_noise
 from dcgan.data import load_prepared
 from dcgan.errors import DcganError
-from dcgan.evaluation import check_sample_count, keras_generate, parity, quality_metrics
 from dcgan.files import sha256_file, write_json
-from dcgan.models import generator_z_dim
+from dcgan.gan.models import generator_z_dim
+from dcgan.machine import memory
+from dcgan.pictures.plots import save_by_class, save_grid
 from dcgan.pipeline.paths import EvaluatePaths
-from dcgan.plots import save_by_class, save_grid
-from dcgan.sampling import generate, load_session, z_dim_of
+from dcgan.quality.evaluation import check_sample_count, keras_generate, parity, quality_metrics
 from dcgan.saving import load_model
+from dcgan.shipping.sampling import generate, load_session, z_dim_of
 from dcgan.tracking import registry
 from dcgan.tracking.lineage import ONNX_TAG, experiment_of
 from dcgan.tracking.tracker import Tracker

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import onnx
 
-from dcgan import devices, environment
 from dcgan.config import FLOAT32, KEEP_LAST, ExportConfig, flat_params
 from dcgan.contract import GENERATOR_SHA256, INPUT_NAME, OUTPUT_NAME, draw_noise
-from dcgan.export import generator_to_onnx
 from dcgan.files import atomic_path, read_json, sha256_file
-from dcgan.models import generator_z_dim
+from dcgan.gan.models import generator_z_dim
+from dcgan.gan.shipped import LIVE
+from dcgan.machine import devices, environment
 from dcgan.pipeline.paths import ExportPaths
 from dcgan.saving import load_model
-from dcgan.shipped import LIVE
+from dcgan.shipping.export import generator_to_onnx
 from dcgan.tracking.lineage import GENERATOR_TAG, MODEL_URI_TAG, ONNX_TAG, experiment_of
 from dcgan.tracking.tracker import Tracker
 

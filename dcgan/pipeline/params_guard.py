@@ -24,7 +24,7 @@ import numpy as np
 
 from dcgan.config import TrainConfig, load_config
 from dcgan.errors import DcganError
-from dcgan.loop import Callback
+from dcgan.gan.loop import Callback
 
 
 class ParamsChanged(DcganError):

@@ -9,7 +9,7 @@ Read :func:`run` top to bottom:
    continues its own), and log what the crash lost;
 4. train, with callbacks at each interval: the progress grid, the metrics in MLflow and,
    every ``checkpoint_interval`` iterations, a checkpoint; with ``train.keep: best``, each
-   new lowest FCD keeps a copy of the generator (dcgan.shipped);
+   new lowest FCD keeps a copy of the generator (dcgan.gan.shipped);
 5. save the outputs (the generator shipped: G, its average or the copy kept), discard the
    checkpoint, and close the run, tagged with the SHA-256 of
    the generator it produced (the outputs themselves name no run: see dcgan.tracking.lineage).
@@ -26,21 +26,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dcgan import checkpoint, devices, environment, memory, precision
 from dcgan.config import TrainConfig, flat_params, last_only, params_error
 from dcgan.data import Prepared, load_prepared
 from dcgan.files import write_json
-from dcgan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
+from dcgan.gan import checkpoint
+from dcgan.gan.loop import Callback, History, SaveCheckpoint, SaveGrid, train_loop
+from dcgan.gan.shipped import AVERAGED, LIVE, Best, lowest_fcd
+from dcgan.gan.training import GAN, STEP_METRICS
+from dcgan.machine import devices, environment, memory, precision
+from dcgan.pictures.plots import save_history_plot
 from dcgan.pipeline.params_guard import WatchParams, check_params_unchanged
 from dcgan.pipeline.paths import TrainPaths
 from dcgan.pipeline.training_run import Origin, TrainingRun, quality_summary
-from dcgan.plots import save_history_plot
-from dcgan.probe import for_training
-from dcgan.quality import lowest_fcd
+from dcgan.quality.probe import for_training
 from dcgan.saving import save_model
-from dcgan.shipped import AVERAGED, LIVE, Best
 from dcgan.tracking.store import check_tracking_store
-from dcgan.training import GAN, STEP_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run(
     run`` in the same clone), no model is written and the stage fails, so dvc.lock never
     pairs these models with params that did not make them.
     ``paths.classifier``, the classifier stage's model, scores G every ``cfg.eval_interval``
-    iterations (dcgan.probe); it is needed unless that is 0.
+    iterations (dcgan.quality.probe); it is needed unless that is 0.
     ``store_uri`` is a tracking store already checked (the stage checks it before TensorFlow
     loads); without it the store is resolved and checked here.
     """

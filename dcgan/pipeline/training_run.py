@@ -18,27 +18,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dcgan import checkpoint, environment
 from dcgan.config import TrainConfig
 from dcgan.contract import FCD
 from dcgan.data import Prepared
 from dcgan.files import sha256_file
-from dcgan.loop import Callback, History
+from dcgan.gan import checkpoint
+from dcgan.gan.loop import Callback, History
+from dcgan.gan.shipped import lowest_fcd
+from dcgan.gan.training import STEP_METRICS
+from dcgan.machine import environment
+from dcgan.machine.precision import Choice
+from dcgan.pictures.plots import grid_path
 from dcgan.pipeline.params_guard import ParamsChanged, check_params_unchanged
 from dcgan.pipeline.paths import TrainPaths
-from dcgan.plots import grid_path
-from dcgan.precision import Choice
-from dcgan.quality import lowest_fcd
 from dcgan.tracking.lineage import GENERATOR_TAG, QUALITY_PREFIX, run_name, run_tags
 from dcgan.tracking.retry import TrackerUnavailable
 from dcgan.tracking.tracker import Tracker
 from dcgan.tracking.watcher import process_tags
-from dcgan.training import STEP_METRICS
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the probe imports TensorFlow; this module only reads its time
-    from dcgan.probe import QualityProbe
+    from dcgan.quality.probe import QualityProbe
 
 ENTRY_POINT = "stages/train.py"  # MLflow's source name for the run
 

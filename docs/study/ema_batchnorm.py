@@ -1,6 +1,6 @@
 """Does the averaged generator need its BatchNorm statistics recomputed?
 
-dcgan.shipped averages BatchNorm's moving statistics with the weights. The alternative is to
+dcgan.gan.shipped averages BatchNorm's moving statistics with the weights. The alternative is to
 recompute them for the averaged weights before scoring and export: each BatchNorm's mean and
 variance of its own inputs, over fresh noise, layer by layer. This scores an averaged
 generator both ways, by the evaluate stage's functions on its noise (``evaluate.seed``) and
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.classifier import feature_head
 from dcgan.config import load_config
 from dcgan.contract import draw_noise
 from dcgan.data import load_prepared
 from dcgan.errors import run_main
-from dcgan.evaluation import keras_generate, sample_scores
-from dcgan.models import generator_z_dim
+from dcgan.gan.models import generator_z_dim
+from dcgan.gan.shipped import copy_of
+from dcgan.quality.classifier import feature_head
+from dcgan.quality.evaluation import keras_generate, sample_scores
 from dcgan.saving import load_model
-from dcgan.shipped import copy_of
 
 RECOMPUTE_SEED = 7  # the noise the statistics are recomputed over: not evaluate's seed 0
 RECOMPUTE_SAMPLES = 8192

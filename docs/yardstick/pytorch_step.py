@@ -6,8 +6,8 @@ PyTorch is not a dependency of the project; run this in an environment of its ow
     python -m venv /tmp/yardstick && /tmp/yardstick/bin/pip install torch==2.13.0
     /tmp/yardstick/bin/python docs/yardstick/pytorch_step.py            # JSON on stdout
 
-The same G and D as dcgan.models (Keras' BatchNorm momentum 0.99 and epsilon 1e-3; Keras'
-default LeakyReLU slope 0.01 is params.yaml's), the same loop as dcgan.training: D's fake
+The same G and D as dcgan.gan.models (Keras' BatchNorm momentum 0.99 and epsilon 1e-3; Keras'
+default LeakyReLU slope 0.01 is params.yaml's), the same loop as dcgan.gan.training: D's fake
 batch from G in inference mode, one Adam step of D on a real batch and one on the fake
 batch, then one Adam step of G through D with D's weights left alone; Adam's defaults,
 learning rate 1e-3, batch 128, z_dim 100.

@@ -1,4 +1,4 @@
-"""Our compiled training step (dcgan.training.GAN, params.yaml's train block, float32), timed
+"""Our compiled training step (dcgan.gan.training.GAN, params.yaml's train block, float32), timed
 and profiled op by op with TensorFlow's profiler, broken down by the same layer kinds as
 pytorch_step.py:
 
@@ -58,8 +58,8 @@ def main() -> None:
 
     from dcgan.config import FLOAT32, load_all
     from dcgan.data import normalise
+    from dcgan.gan.training import GAN
     from dcgan.sources import load_sample
-    from dcgan.training import GAN
 
     cfg = dataclasses.replace(load_all(args.params)["train"], precision=FLOAT32)
     gan = GAN(cfg, normalise(load_sample(0.2, 0).x_train))

@@ -54,7 +54,7 @@ def driver_version(path: Path = NVIDIA_DRIVER) -> str | None:
 
 def used_gpus(strategy: str, devices: str, visible: Sequence[str]) -> list[str]:
     """The GPUs (``GPU:0`` ...) that ``train.strategy`` and ``train.devices`` train on, out of
-    the ``visible`` ones: as :func:`dcgan.training.make_strategy` picks them. ``default``
+    the ``visible`` ones: as :func:`dcgan.gan.training.make_strategy` picks them. ``default``
     places the step on the first GPU; ``mirrored`` on the listed devices, else on every GPU."""
     if strategy != "mirrored":
         return list(visible[:1])

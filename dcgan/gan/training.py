@@ -1,5 +1,5 @@
 """The book's training iteration as one compiled TensorFlow step (:class:`GAN`); the loop that
-runs it is dcgan.loop.
+runs it is dcgan.gan.loop.
 
 One iteration, exactly as in *GANs in Action*, chapter 4:
 
@@ -11,7 +11,7 @@ One iteration, exactly as in *GANs in Action*, chapter 4:
    two separate batches, so D's BatchNorm sees them separately; D's loss and accuracy are
    the mean of the two;
 4. draw fresh z and take one Adam step of G through D (label 1) with D untouched;
-5. with ``train.ema_decay``, update the average of G's weights (dcgan.shipped), which
+5. with ``train.ema_decay``, update the average of G's weights (dcgan.gan.shipped), which
    training never reads.
 
 ``train.lr_decay_from`` lets both learning rates fall linearly to zero over the end of the
@@ -36,9 +36,9 @@ import tensorflow as tf
 
 from dcgan.config import AUTO, FLOAT16, KEEP_BEST, TrainConfig, listed_devices, params_error
 from dcgan.contract import IMAGE_SHAPE
-from dcgan.determinism import seed_everything
-from dcgan.models import build_models, train_forward
-from dcgan.shipped import Averaged, Best
+from dcgan.gan.determinism import seed_everything
+from dcgan.gan.models import build_models, train_forward
+from dcgan.gan.shipped import Averaged, Best
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class GAN:
     def __init__(self, cfg: TrainConfig, images: np.ndarray, jit_compile: bool = False) -> None:
         if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
             raise ValueError(f"expected images of shape (N, 28, 28, 1), got {images.shape}")
-        if cfg.precision == AUTO:  # the train stage times it (dcgan.precision.resolve)
+        if cfg.precision == AUTO:  # the train stage times it (dcgan.machine.precision.resolve)
             raise ValueError("GAN takes a resolved precision, not 'auto': resolve it first")
         self.cfg = cfg
         self.precision = cfg.precision
@@ -141,7 +141,7 @@ class GAN:
             self.best = Best(self.scored_generator) if cfg.keep == KEEP_BEST else None
         self.images = tf.constant(images, dtype=tf.float32)  # (N, 28, 28, 1), stays on device
         self.rng = tf.random.Generator.from_seed(cfg.seed)
-        if jit_compile and cfg.strategy != "default":  # as dcgan.precision.candidates
+        if jit_compile and cfg.strategy != "default":  # as dcgan.machine.precision.candidates
             raise ValueError("XLA (jit_compile) is used with the default strategy only")
         self.jit_compile = jit_compile
         # XLA only where train.precision: auto measured it faster (on a GPU); None is

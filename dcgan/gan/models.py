@@ -11,9 +11,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from dcgan.architecture import D_FILTERS, G_FILTERS, KERNEL, SEED_SHAPE
 from dcgan.config import FLOAT32
 from dcgan.contract import IMAGE_SHAPE, INPUT_NAME
+from dcgan.gan.architecture import D_FILTERS, G_FILTERS, KERNEL, SEED_SHAPE
 
 
 def build_generator(

@@ -1,4 +1,4 @@
-"""A small MNIST CNN whose outputs measure sample quality (see dcgan.quality).
+"""A small MNIST CNN whose outputs measure sample quality (see dcgan.quality.scores).
 
 It trains on the prepared real training images only (dcgan.pipeline.classifier), so DVC
 reuses it across generator experiments. Its penultimate layer ("features", 128 units)
@@ -18,7 +18,7 @@ from keras import layers
 
 from dcgan.config import ClassifierConfig
 from dcgan.contract import IMAGE_SHAPE, NUM_CLASSES
-from dcgan.determinism import seed_everything
+from dcgan.gan.determinism import seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Sample quality during training: every ``train.eval_interval`` iterations the train stage
 scores G's images of one fixed noise set with the classifier stage's CNN, by the evaluate
-stage's own functions (dcgan.evaluation), so a run's FCD can be watched as it trains.
+stage's own functions (dcgan.quality.evaluation), so a run's FCD can be watched as it trains.
 
 The probe only reads the generator: G runs in inference mode (BatchNorm's moving statistics
 are read, never updated), its noise comes from its own seeded NumPy stream (never the
@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.classifier import feature_head
 from dcgan.config import TrainConfig, params_error
 from dcgan.contract import FCD
-from dcgan.evaluation import check_sample_count, sample_scores
+from dcgan.gan.shipped import LIVE_PREFIX
+from dcgan.quality.classifier import feature_head
+from dcgan.quality.evaluation import check_sample_count, sample_scores
 from dcgan.saving import load_model
-from dcgan.shipped import LIVE_PREFIX
 
 # What the curve records at each interval; the evaluate stage's names, so a reader knows them.
 SCORES = (FCD, "mnist_score", "min_class_share", "max_class_share")

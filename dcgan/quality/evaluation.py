@@ -1,6 +1,6 @@
 """What the evaluate stage computes: the Keras generator's images for the ONNX parity check,
 and sample quality measured with the MNIST classifier against real held-out images (the
-formulas are in dcgan.quality; the stage is dcgan.pipeline.evaluate)."""
+formulas are in dcgan.quality.scores; the stage is dcgan.pipeline.evaluate)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from dcgan import quality
-from dcgan.classifier import feature_head, feature_width
 from dcgan.config import params_error
 from dcgan.contract import FCD
-from dcgan.models import as_float32
+from dcgan.gan.models import as_float32
+from dcgan.quality import scores
+from dcgan.quality.classifier import feature_head, feature_width
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,15 @@ def sample_scores(
 ) -> dict[str, Any]:
     """One image set's scores from its classifier outputs: the FCD against the reference's
     features, the MNIST score, class coverage and confidence. The evaluate stage and the
-    in-training probe (dcgan.probe) both score with it."""
-    coverage = quality.class_coverage(probs)
+    in-training probe (dcgan.quality.probe) both score with it."""
+    coverage = scores.class_coverage(probs)
     return {
-        FCD: quality.frechet_distance(features, reference_features),
-        "mnist_score": quality.mnist_score(probs),
+        FCD: scores.frechet_distance(features, reference_features),
+        "mnist_score": scores.mnist_score(probs),
         "min_class_share": coverage["min_class_share"],
         "max_class_share": coverage["max_class_share"],
         "class_kl_from_uniform": coverage["class_kl_from_uniform"],
-        "confidence": quality.confidence(probs),
+        "confidence": scores.confidence(probs),
         "class_shares": coverage["class_shares"],
     }
 
@@ -84,7 +84,7 @@ def quality_metrics(
     real = sample_scores(test_probs, test_feats, train_feats)
     metrics = {
         FCD: gen[FCD],
-        "fcd_real_floor": quality.frechet_distance(train_feats, test_feats),
+        "fcd_real_floor": scores.frechet_distance(train_feats, test_feats),
         "mnist_score": gen["mnist_score"],
         "mnist_score_real": real["mnist_score"],
         "min_class_share": gen["min_class_share"],
@@ -93,7 +93,7 @@ def quality_metrics(
         "class_kl_from_uniform_real": real["class_kl_from_uniform"],
         "confidence": gen["confidence"],
         "confidence_real": real["confidence"],
-        **quality.memorisation_ratio(generated, real_test, real_train),
+        **scores.memorisation_ratio(generated, real_test, real_train),
         "class_shares": gen["class_shares"],
     }
     return metrics, gen_probs

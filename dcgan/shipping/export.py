@@ -15,8 +15,8 @@ import tf2onnx
 
 from dcgan.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, draw_noise
 from dcgan.errors import DcganError
-from dcgan.models import as_float32, generator_z_dim
-from dcgan.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
+from dcgan.gan.models import as_float32, generator_z_dim
+from dcgan.shipping.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def generator_to_onnx(
     ``tf2onnx.convert.from_keras`` fails on Keras 3 models (tf2onnx #2448), so we trace
     ``generator(z, training=False)`` ourselves. ``training=False`` matters: a training-mode
     trace exports batch-statistics BatchNorm, whose output depends on the batch.
-    ``optimize`` rewrites tf2onnx's graph for onnxruntime (dcgan.onnx_opt), checked against
+    ``optimize`` rewrites tf2onnx's graph for onnxruntime (dcgan.shipping.onnx_opt), checked against
     the unrewritten graph on 64 noise vectors.
     """
     z_dim = generator_z_dim(generator)
@@ -64,7 +64,7 @@ def generator_to_onnx(
                     f"the optimised ONNX graph differs from tf2onnx's by {diff:.2e} "
                     f"(> {REWRITE_TOLERANCE:g}); set export.optimize: false and report a bug"
                 )
-            model, graph = rewritten, "tf2onnx, rewritten for onnxruntime (dcgan.onnx_opt)"
+            model, graph = rewritten, "tf2onnx, rewritten for onnxruntime (dcgan.shipping.onnx_opt)"
     meta = {
         # z_dim is the input's second dimension: the signature carries it, nothing else.
         "input": f"{INPUT_NAME}: float32 [{BATCH_DIM}, z_dim], z ~ N(0, 1)",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
-from dcgan.plots import GRID_FILE
+from dcgan.pictures.plots import GRID_FILE
 
 FRAME_MS = 400  # per interval: 10 intervals play in 4 s
 LAST_FRAME_MS = 2500  # the final grid stays long enough to look at before the loop restarts

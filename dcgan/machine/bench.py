@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from dcgan import determinism_cost
 from dcgan.config import BFLOAT16, FLOAT32, ExportConfig, TrainConfig
 from dcgan.errors import DcganError
-from dcgan.timing import alternating_medians, median_seconds
+from dcgan.machine import determinism_cost
+from dcgan.machine.timing import alternating_medians, median_seconds
 
 log = logging.getLogger(__name__)
 # The averaged generator's decay in the bench: the update's cost does not depend on it.
@@ -42,7 +42,7 @@ def machine() -> dict[str, Any]:
     import onnxruntime
     import tensorflow as tf
 
-    from dcgan.timing import cpu_name, onednn_isa
+    from dcgan.machine.timing import cpu_name, onednn_isa
 
     return {
         "cpu": cpu_name(),
@@ -64,7 +64,7 @@ def book_loop(cfg, images: np.ndarray, unused_predict: bool = True):
     Returns a callable running one iteration, and the models (to check what trains)."""
     import keras
 
-    from dcgan.models import build_discriminator, build_generator
+    from dcgan.gan.models import build_discriminator, build_generator
 
     g, d = build_generator(cfg.z_dim, cfg.leaky_slope), build_discriminator(cfg.leaky_slope)
     d.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(), metrics=["accuracy"])
@@ -130,8 +130,8 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
     import keras
 
     from dcgan.data import normalise
+    from dcgan.gan.training import GAN
     from dcgan.sources import load_sample
-    from dcgan.training import GAN
 
     cfg = dataclasses.replace(train, precision=FLOAT32, strategy="default", devices="")
     images = normalise(load_sample(0.2, 0).x_train)
@@ -185,7 +185,7 @@ def bench_training(train: TrainConfig, iterations: int = 30) -> dict[str, Any]:
 def ema_cost(cfg: TrainConfig, images: np.ndarray, iterations: int) -> dict[str, float]:
     """The float32 step with and without the averaged generator (train.ema_decay), in
     alternation: the ratio is what the update after each G step costs."""
-    from dcgan.training import GAN
+    from dcgan.gan.training import GAN
 
     averaged = dataclasses.replace(cfg, ema_decay=EMA_DECAY)
     medians = alternating_medians(
@@ -219,10 +219,10 @@ def bench_inference(
     import tensorflow as tf
 
     from dcgan.contract import INPUT_NAME, OUTPUT_NAME, draw_noise
-    from dcgan.export import generator_to_onnx
-    from dcgan.models import build_generator, generator_z_dim
-    from dcgan.sampling import load_session
+    from dcgan.gan.models import build_generator, generator_z_dim
     from dcgan.saving import load_model
+    from dcgan.shipping.export import generator_to_onnx
+    from dcgan.shipping.sampling import load_session
 
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_path is None or not Path(onnx_path).is_file():

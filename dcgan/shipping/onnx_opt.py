@@ -12,7 +12,7 @@ onnxruntime's CPU ConvTranspose is a per-image GEMM plus col2im and was ~85 % of
 * A stride-s ConvTranspose is a Conv producing the s*s output phases as channels,
   followed by DepthToSpace (sub-pixel convolution); BatchNorm is folded into the weights.
 
-All of them are exact in real arithmetic; :func:`dcgan.export.generator_to_onnx` also
+All of them are exact in real arithmetic; :func:`dcgan.shipping.export.generator_to_onnx` also
 checks the rewritten graph against tf2onnx's on a fixed noise batch (with
 :func:`max_abs_difference`) and refuses a result that differs by more than its
 ``REWRITE_TOLERANCE``. The rewrites need numpy and onnx alone; :func:`max_abs_difference`

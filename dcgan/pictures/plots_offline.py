@@ -7,7 +7,7 @@ blank. ``./run`` writes the template to ``.dvc/plots.html`` and names it in the 
 ``.dvc/config.local`` (``plots.html_template``, which DVC reads relative to ``.dvc/``); both are
 git-ignored, so a clone that never ran ``./run`` keeps DVC's default page::
 
-    python -m dcgan.plots_offline          # in the repository's root
+    python -m dcgan.pictures.plots_offline          # in the repository's root
 
 The scripts are inlined rather than linked, so the page opens wherever ``-o`` puts it.
 """

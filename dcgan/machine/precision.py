@@ -15,7 +15,7 @@ A measurement says which precision is faster, not whether it trains as well: the
 stays float32 until bfloat16's samples have been compared with float32's (docs/performance.md).
 Delete the cache file to measure again (e.g. after a measurement taken on a busy machine).
 
-The train stage resolves the choice and hands :class:`dcgan.training.GAN` a concrete
+The train stage resolves the choice and hands :class:`dcgan.gan.training.GAN` a concrete
 precision: the model itself starts no process. Imports run one way: this module times the
 GAN (in its child), the GAN never asks this module.
 """
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcgan.config import AUTO, BFLOAT16, FLOAT16, FLOAT32
-from dcgan.devices import CPU
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
-from dcgan.timing import machine_name, median_seconds
+from dcgan.machine.devices import CPU
+from dcgan.machine.timing import machine_name, median_seconds
 
 if TYPE_CHECKING:
     from dcgan.config import TrainConfig
@@ -129,7 +129,7 @@ def measure(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[str, 
     command = [
         sys.executable,
         "-m",
-        "dcgan.precision",
+        "dcgan.machine.precision",
         json.dumps(asdict(cfg)),
         *([json.dumps(list(recipes))] if recipes != MEASURED else []),
     ]
@@ -154,7 +154,7 @@ def measure(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[str, 
 
 def resolve(cfg: TrainConfig, timer: Timer | None = None, device: str = CPU) -> Choice:
     """The precision to train in. ``auto``: the fastest measured recipe (:func:`candidates`
-    for ``device``, dcgan.devices' record), from the cache or from ``timer`` (default
+    for ``device``, dcgan.machine.devices' record), from the cache or from ``timer`` (default
     :func:`measure`); anything else stays as params.yaml says, without XLA."""
     if cfg.precision != AUTO:
         return Choice(cfg.precision, "set in params.yaml")
@@ -206,7 +206,7 @@ def _time_steps(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[s
     its steps."""
     import numpy as np
 
-    from dcgan.training import GAN
+    from dcgan.gan.training import GAN
 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (max(cfg.batch_size, 256), 28, 28, 1)).astype(np.float32)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from dcgan.architecture import discriminator_weights, generator_weights
 from dcgan.config import ClassifierConfig, EvaluateConfig, TrainConfig, params_error
 from dcgan.contract import IMAGE_SHAPE
+from dcgan.gan.architecture import discriminator_weights, generator_weights
 
 GB = 1024**3
 RUNTIME = 1.2 * GB  # TensorFlow, Keras and the process, before any model

@@ -19,7 +19,6 @@ import keras
 import tensorflow as tf
 
 from dcgan.contract import FCD
-from dcgan.quality import lowest_fcd
 
 LIVE, AVERAGED = "live", "averaged"  # training.json's generator.kind
 # The probe's scores of the live G, beside the shipped G's, when the two differ (EMA on).
@@ -62,9 +61,19 @@ class Averaged:
             average.assign(b * average.value + (1.0 - b) * live.value)
 
 
+def lowest_fcd(rows: list[dict[str, float]]) -> dict[str, float]:
+    """``best_fcd`` and ``best_fcd_iteration`` of a curve of ``{"iteration", "fcd", ...}``
+    rows: the lowest FCD scored (the earliest of equals), where a run could have stopped;
+    empty without rows."""
+    if not rows:
+        return {}
+    row = min(rows, key=lambda r: (r[FCD], r["iteration"]))
+    return {"best_fcd": row[FCD], "best_fcd_iteration": int(row["iteration"])}
+
+
 class Best:
     """One copy of ``source``'s weights at the iteration with the lowest FCD scored so far
-    (the earliest of equals, as dcgan.quality.lowest_fcd)."""
+    (the earliest of equals, as :func:`lowest_fcd`)."""
 
     def __init__(self, source: keras.Sequential) -> None:
         self.source = source

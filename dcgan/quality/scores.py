@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from dcgan.contract import FCD, NUM_CLASSES
+from dcgan.contract import NUM_CLASSES
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
@@ -79,16 +79,6 @@ def class_coverage(probs: np.ndarray, eps: float = 1e-12) -> dict[str, float | l
         "max_class_share": float(shares.max()),
         "class_kl_from_uniform": max(kl, 0.0),
     }
-
-
-def lowest_fcd(rows: list[dict[str, float]]) -> dict[str, float]:
-    """``best_fcd`` and ``best_fcd_iteration`` of a curve of ``{"iteration", "fcd", ...}``
-    rows: the lowest FCD scored (the earliest of equals), where a run could have stopped;
-    empty without rows."""
-    if not rows:
-        return {}
-    row = min(rows, key=lambda r: (r[FCD], r["iteration"]))
-    return {"best_fcd": row[FCD], "best_fcd_iteration": int(row["iteration"])}
 
 
 def confidence(probs: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""The loop that runs the step (dcgan.training.GAN): iterations, the history of each
+"""The loop that runs the step (dcgan.gan.training.GAN): iterations, the history of each
 interval, and the callbacks that side effects (grids, logging, checkpoints) hang off. The
 library's own callbacks save the grids and the checkpoints; the train stage
 (dcgan.pipeline.train) decides which run, and adds MLflow's."""
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan import checkpoint
 from dcgan.config import TrainConfig
 from dcgan.contract import FCD, draw_noise
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
-from dcgan.plots import grid_path, save_grid
-from dcgan.training import GAN, STEP_METRICS
+from dcgan.gan import checkpoint
+from dcgan.gan.training import GAN, STEP_METRICS
+from dcgan.pictures.plots import grid_path, save_grid
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def train_loop(
 ) -> History:
     """Run iterations ``start``..``cfg.iterations``; at every sample interval and at the last
     iteration, record the losses in the history and call the callbacks. With a ``probe``
-    (dcgan.probe), also score G every ``cfg.eval_interval`` iterations and at the last.
+    (dcgan.quality.probe), also score G every ``cfg.eval_interval`` iterations and at the last.
 
     ``progress``: True/False forces the progress bar on/off; None shows it on a terminal only
     (the interval lines in the log say the same for CI logs).

@@ -1,5 +1,5 @@
-"""The book's layer widths (GANs in Action, chapter 4), without TensorFlow: dcgan.models builds
-the layers from them, and dcgan.memory counts their weights before TensorFlow loads."""
+"""The book's layer widths (GANs in Action, chapter 4), without TensorFlow: dcgan.gan.models builds
+the layers from them, and dcgan.machine.memory counts their weights before TensorFlow loads."""
 
 from __future__ import annotations
 

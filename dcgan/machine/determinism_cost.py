@@ -1,7 +1,7 @@
 """What bit-determinism costs the training step: the TensorFlow settings the step runs with,
 and the step timed under other settings side by side in one process (``dcgan bench``).
 
-dcgan.determinism sets them for every training stage; this module only reads them and, for
+dcgan.gan.determinism sets them for every training stage; this module only reads them and, for
 the benchmark, swaps them for a while. It is not a stage dependency: the bench is not part
 of the pipeline.
 """
@@ -14,12 +14,12 @@ import statistics
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dcgan.timing import median_seconds
+from dcgan.machine.timing import median_seconds
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The three TensorFlow settings that dcgan.determinism turns for bit-identical training."""
+    """The three TensorFlow settings that dcgan.gan.determinism turns for bit-identical training."""
 
     op_determinism: bool
     constant_folding: bool

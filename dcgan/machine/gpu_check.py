@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train(cfg: Any, images: np.ndarray, recipe: str) -> tuple[dict[str, Any], Any]:
     """Train ``cfg.iterations`` iterations in ``recipe``: the figures and the GAN."""
-    from dcgan.precision import split
-    from dcgan.training import GAN
+    from dcgan.gan.training import GAN
+    from dcgan.machine.precision import split
 
     precision, jit_compile = split(recipe)
     gan = GAN(dataclasses.replace(cfg, precision=precision), images, jit_compile=jit_compile)
@@ -93,9 +93,9 @@ def onnx_parity(generator: Any, export: Any, tolerance: float, seed: int) -> dic
     import onnx
 
     from dcgan.contract import draw_noise
-    from dcgan.evaluation import keras_generate, parity
-    from dcgan.export import generator_to_onnx
-    from dcgan.sampling import generate, load_session
+    from dcgan.quality.evaluation import keras_generate, parity
+    from dcgan.shipping.export import generator_to_onnx
+    from dcgan.shipping.sampling import generate, load_session
 
     model = generator_to_onnx(generator, export.opset, optimize=export.optimize)
     z = draw_noise(PARITY_SAMPLES, generator.input_shape[-1], seed)
@@ -109,8 +109,8 @@ def onnx_parity(generator: Any, export: Any, tolerance: float, seed: int) -> dic
 def check(args: argparse.Namespace, device: dict[str, str]) -> dict[str, Any]:
     """Every recipe once; float32 and the fastest recipe again (same bits?); float32's
     generator through ONNX."""
-    from dcgan.devices import DEVICE
-    from dcgan.precision import candidates
+    from dcgan.machine.devices import DEVICE
+    from dcgan.machine.precision import candidates
 
     stages = load_all(args.params)
     cfg = dataclasses.replace(stages["train"], iterations=args.iterations, strategy="default")
@@ -154,7 +154,7 @@ def check(args: argparse.Namespace, device: dict[str, str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from dcgan import devices, environment
+    from dcgan.machine import devices, environment
 
     device = devices.describe()
     report: dict[str, Any] = {
