@@ -1,8 +1,8 @@
 """dcgan: the DCGAN of *GANs in Action*, chapter 4, as a reproducible pipeline.
 
 Importing this package is cheap on purpose: TensorFlow is imported only by the
-modules that need it (models, saving, determinism, training, export, evaluation, ...),
-so the sampling CLI can run on onnxruntime alone.
+modules that need it (dcgan.gan's, dcgan.quality's, the ONNX export, saving, ...), so the
+sampling CLI (dcgan.shipping.sampling) can run on onnxruntime alone.
 """
 
 import os

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 
@@ -60,6 +61,8 @@ def test_on_the_cpu_it_times_repeats_and_exports_and_writes_the_figures(tmp_path
     assert report["bitwise_repeat"] == dict.fromkeys({"float32", report["fastest"]}, True)
     assert report["onnx"]["onnx_within_tolerance"] is True
     assert report["onnx"]["onnx_max_abs_diff"] <= report["onnx"]["tolerance"]
+    lock = hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
+    assert report["environment"]["uv_lock_sha256"] == lock  # the lock that installed it
 
 
 def test_without_the_prepared_images_it_names_the_stage_to_run(tmp_path, capsys):

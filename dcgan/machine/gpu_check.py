@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+import dcgan
 from dcgan.config import FLOAT32, PARAMS_FILE, load_all
 from dcgan.errors import DcganError
 from dcgan.files import write_json
 
 ITERATIONS = 300  # a few hundred: the step time settles, and the check stays within minutes
 PARITY_SAMPLES = 256
-LOCK = Path(__file__).resolve().parents[1] / "uv.lock"
+LOCK = Path(dcgan.__file__).resolve().parents[1] / "uv.lock"  # the repository's
 NO_GPU = (
     "gpu_check: no GPU found (TensorFlow lists none); on Linux x86_64 with an NVIDIA driver, "
     "install the locked extra first: DCGAN_EXTRAS=gpu ./run shell"

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dcgan
 from dcgan.config import AUTO, BFLOAT16, FLOAT16, FLOAT32
 from dcgan.errors import DcganError
 from dcgan.files import atomic_path
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from dcgan.config import TrainConfig
 
 log = logging.getLogger(__name__)
+# The folder that holds the dcgan package: the timing child imports it from there.
+SOURCE_ROOT = Path(dcgan.__file__).resolve().parents[1]
 
 MEASURED = (FLOAT32, BFLOAT16)  # on a CPU: float16 is emulated there, and XLA not asked for
 XLA = "+xla"  # a recipe's suffix: the step compiled by XLA (jit_compile)
@@ -133,8 +136,7 @@ def measure(cfg: TrainConfig, recipes: tuple[str, ...] = MEASURED) -> dict[str, 
         json.dumps(asdict(cfg)),
         *([json.dumps(list(recipes))] if recipes != MEASURED else []),
     ]
-    package_root = str(Path(__file__).resolve().parents[1])
-    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         done = subprocess.run(
