@@ -19,6 +19,9 @@ from dcgan.gan.models import as_float32, generator_z_dim
 from dcgan.shipping.onnx_opt import UnsupportedGraph, max_abs_difference, rewrite_generator
 
 log = logging.getLogger(__name__)
+# The metadata's "graph" value of an optimised file, as 0.2.0 shipped it: a file's metadata does
+# not move with the code (the rewrites now live in dcgan.shipping.onnx_opt).
+REWRITTEN = "tf2onnx, rewritten for onnxruntime (dcgan.onnx_opt)"
 
 # The rewritten graph is the same function computed in another order: float32 rounding
 # moves outputs in [-1, 1] by ~1e-6. More than this would mean a wrong rewrite.
@@ -64,7 +67,7 @@ def generator_to_onnx(
                     f"the optimised ONNX graph differs from tf2onnx's by {diff:.2e} "
                     f"(> {REWRITE_TOLERANCE:g}); set export.optimize: false and report a bug"
                 )
-            model, graph = rewritten, "tf2onnx, rewritten for onnxruntime (dcgan.shipping.onnx_opt)"
+            model, graph = rewritten, REWRITTEN
     meta = {
         # z_dim is the input's second dimension: the signature carries it, nothing else.
         "input": f"{INPUT_NAME}: float32 [{BATCH_DIM}, z_dim], z ~ N(0, 1)",
