@@ -189,6 +189,18 @@ def pushed_copy(built, folder: Path) -> tuple[Path, Path, dict[str, str]]:
     return work, bare, {**env, "HOME": str(folder / "home")}  # Ray keeps its token in ~/.ray
 
 
+def generator_in_a_third_clone(bare: Path, name: str, third: Path, env: dict[str, str]) -> str:
+    """The SHA-256 of experiment ``name``'s generator.onnx as a third clone gets it from the
+    two remotes alone: `git clone`, `dvc exp pull`, `dvc exp apply`, `dvc pull`."""
+    import hashlib
+
+    run(["git", "clone", "-q", str(bare), str(third)], third.parent, env)
+    run(["git", "checkout", "-q", "main"], third, env)
+    for command in (["exp", "pull", "origin", name], ["exp", "apply", name], ["pull"]):
+        run(["dvc", *command], third, env)
+    return hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
+
+
 @pytest.mark.slow
 def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_failed(
     built_tiny, tmp_path
@@ -196,7 +208,6 @@ def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_
     """Two trials on a Ray cluster that `dcgan sweep` starts here, one at a time: one trains,
     one asks for a batch larger than the data and fails in its train stage. A third clone gets
     the first one's generator from the remotes alone."""
-    import hashlib
     import json
 
     import ray
@@ -241,13 +252,7 @@ def test_a_local_sweep_pushes_each_trial_nests_its_run_and_reports_the_one_that_
     assert [(c.info.run_name, c.info.status) for c in children] == [("s-1", "FINISHED")]
     assert children[0].data.tags["ray.version"] == ray.__version__
 
-    third = tmp_path / "third"
-    run(["git", "clone", "-q", str(bare), str(third)], tmp_path, env)
-    run(["git", "checkout", "-q", "main"], third, env)
-    run(["dvc", "exp", "pull", "origin", "s-1"], third, env)
-    run(["dvc", "exp", "apply", "s-1"], third, env)
-    run(["dvc", "pull"], third, env)
-    onnx = hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
+    onnx = generator_in_a_third_clone(bare, "s-1", tmp_path / "third", env)
     assert onnx == children[0].data.tags["dcgan.onnx_sha256"]
 
 

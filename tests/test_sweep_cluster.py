@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import experiment_names, run
-from .test_sweep import pushed_copy
+from .test_sweep import generator_in_a_third_clone, pushed_copy
 
 pytestmark = [
     pytest.mark.slow,
@@ -272,7 +272,6 @@ def sweep_losing_a_node(
 def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leaves(
     built_tiny, tmp_path, hosts
 ):
-    import hashlib
     import sqlite3
 
     from mlflow.tracking import MlflowClient
@@ -320,12 +319,7 @@ def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leave
     assert {results[name]["run_id"] for name in results} == set(children)
 
     # A third clone gets n-1's generator from the two remotes alone, as its run recorded it.
-    third = tmp_path / "third"
-    run(["git", "clone", "-q", str(bare), str(third)], tmp_path, env)
-    run(["git", "checkout", "-q", "main"], third, env)
-    for command in (["exp", "pull", "origin", "n-1"], ["exp", "apply", "n-1"], ["pull"]):
-        run(["dvc", *command], third, env)
-    onnx = hashlib.sha256((third / "models/generator.onnx").read_bytes()).hexdigest()
+    onnx = generator_in_a_third_clone(bare, "n-1", tmp_path / "third", env)
     assert onnx == children[attempts["n-1"][0][1]].data.tags["dcgan.onnx_sha256"]
 
     # No secret where Ray keeps what it shows or writes, nor in the runs.
