@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -263,15 +264,99 @@ def test_two_machines_train_a_third_gets_the_champion_without_training(stack, bu
     assert stack.s3_client().head_object(Bucket="dvc", Key=key)["ContentLength"] == 1 << 20
 
 
+def test_a_sweep_on_the_stack_pushes_each_trial_nests_its_run_and_reports_the_one_that_failed(
+    stack, built_tiny, tmp_path, monkeypatch
+):
+    """`dcgan sweep` on one machine against the team's stack, as docs/team.md sets it up: the
+    committed DVC remote is the stack's bucket, the S3 keys and MLflow's login are in the
+    environment (`./run stack env --s3`). Two trials on the Ray cluster the sweep starts here,
+    one at a time: one trains, one asks for a batch larger than the data and fails in its
+    train stage. A third clone gets the first one's generator from the remotes alone. (Runs
+    after the two machines' test: its trial registers a generator, which would take part in
+    that test's champion.)"""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from .conftest import experiment_names
+    from .test_sweep import generator_in_a_third_clone, pushed_copy
+
+    work, bare, env = pushed_copy(built_tiny, tmp_path, "s3://dvc/sweep", stack.s3_endpoint)
+    env = {k: v for k, v in env.items() if k not in S3_CREDENTIALS and not k.startswith("MLFLOW_")}
+    exported = subprocess.run(
+        [sys.executable, "-m", "dcgan.cli", "stack", "env", "--s3", "--dir", str(stack.folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    exports = dict(
+        line.removeprefix("export ").split("=", 1) for line in exported.stdout.splitlines()
+    )
+    assert exports == {**stack.client_env(), **stack.s3_env()}  # no shell quoting needed here
+    env.update(exports)
+
+    sweep = subprocess.run(
+        ["dcgan", "sweep", "-S", "train.batch_size=16,100000", "-n", "s"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = sweep.stdout, sweep.stderr
+    secret = stack.secrets["mlflow_admin"]
+    leaked = secret in out + err
+    assert not leaked, "the sweep printed the MLflow password"
+    assert sweep.returncode == 2, (out + err)[-4000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 trials failed (s-2: params.yaml: "), last
+    assert "lower train.batch_size); the table above has each cause" in last
+    assert out.index("s-2  train.batch_size=100000") < out.index("| trial |")  # grid first
+    rows = [line for line in out.splitlines() if line.startswith("| s-")]
+    assert [r.split("|")[1].strip() for r in rows] == ["s-1", "s-2"]
+    assert "| failed: params.yaml: " in rows[1] and "lower train.batch_size |" in rows[1]
+
+    assert experiment_names(bare, env) == ["s-1"]
+    assert not list(Path(tempfile.gettempdir()).glob("dcgan-s-*"))  # clones removed
+
+    for name, value in stack.client_env().items():  # the test's own client: restored after
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(tracking_uri=stack.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    (parent,) = [
+        r for r in runs if r.data.tags.get("dcgan.sweep") == "s" and r.info.run_name == "s"
+    ]
+    assert parent.info.status == "FAILED"  # a trial failed
+    assert json.loads(parent.data.tags["dcgan.sweep.grid"]) == [
+        ["train.batch_size=16"],
+        ["train.batch_size=100000"],
+    ]
+    table = client.download_artifacts(parent.info.run_id, "sweep.md", str(tmp_path))
+    assert rows[0] in Path(table).read_text()
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert [(c.info.run_name, c.info.status) for c in children] == [("s-1", "FINISHED")]
+    assert children[0].data.tags["ray.version"] == ray.__version__
+    # The table went through the server into the stack's bucket, the trial's outputs into the
+    # DVC remote's prefix there.
+    s3 = stack.s3_client()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])]
+    assert any(k.endswith(f"{parent.info.run_id}/artifacts/sweep.md") for k in keys), keys[:20]
+    assert s3.list_objects_v2(Bucket="dvc", Prefix="sweep/").get("KeyCount", 0) > 0
+
+    onnx = generator_in_a_third_clone(bare, "s-1", tmp_path / "third", env)
+    assert onnx == children[0].data.tags["dcgan.onnx_sha256"]
+
+
 def test_up_status_and_down_print_no_secret_and_env_is_the_one_that_does(tmp_path):
     """What `./run stack up|status|down` print lands in terminal scrollback and CI logs: no
     admin password, no S3 key, no server-side secret. `env` prints the password, when asked."""
     folder = tmp_path / ".stack"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
 
-    def stack_cli(action: str) -> subprocess.CompletedProcess:
+    def stack_cli(action: str, *flags: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "dcgan.cli", "stack", action, "--dir", str(folder)],
+            [sys.executable, "-m", "dcgan.cli", "stack", action, *flags, "--dir", str(folder)],
             capture_output=True,
             text=True,
             env=env,
@@ -290,6 +375,18 @@ def test_up_status_and_down_print_no_secret_and_env_is_the_one_that_does(tmp_pat
         assert shown["status"].returncode == 0, shown["status"].stderr[-2000:]
         exported = stack_cli("env")
         assert f"MLFLOW_TRACKING_PASSWORD={secrets['mlflow_admin']}" in exported.stdout
+        assert "AWS_" not in exported.stdout  # MLflow's clients need no S3 key: the server proxies
+        with_s3 = stack_cli("env", "--s3")
+        assert with_s3.stdout.startswith(exported.stdout)
+        assert with_s3.stdout[len(exported.stdout) :] == (
+            f"export AWS_ACCESS_KEY_ID={secrets['s3_access_key']}\n"
+            f"export AWS_SECRET_ACCESS_KEY={secrets['s3_secret_key']}\n"
+        )
+        refused = stack_cli("status", "--s3")
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout
+        assert refused.stderr.strip().splitlines() == [
+            "error: --s3 goes with `stack env` only, not with `stack status`"
+        ]
     finally:
         shown["down"] = stack_cli("down")
     assert shown["down"].returncode == 0 and not folder.exists()

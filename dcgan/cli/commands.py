@@ -86,7 +86,7 @@ def promote_command(args: argparse.Namespace) -> None:
 def stack_command(args: argparse.Namespace) -> None:
     from dcgan import stack
 
-    stack.command(args.action, args.dir, Path.cwd())
+    stack.command(args.action, args.dir, Path.cwd(), s3=args.s3)
 
 
 def sweep_command(args: argparse.Namespace) -> None:

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument(
         "--dir", type=Path, default=Path(".stack"), help="state folder (default: .stack)"
     )
+    stack.add_argument(
+        "--s3",
+        action="store_true",
+        help="with env: the S3 keys too, for a DVC remote on the stack's bucket that the "
+        "committed .dvc/config names (a sweep's trials clone it and have no config.local)",
+    )
     sweep = _command(
         sub,
         "sweep",

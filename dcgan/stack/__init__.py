@@ -6,7 +6,8 @@ and kept in the state folder (``.stack/stack.json``, mode 0600), never on a comm
 a log.
 
 ``dcgan stack up`` starts it (or what of it is down, with its data), ``env`` prints what a
-client exports, ``remote`` points this clone's DVC remote at its bucket (in
+client exports (``--s3``: the S3 keys too, for clones that have only the committed DVC remote,
+as a sweep's trials), ``remote`` points this clone's DVC remote at its bucket (in
 ``.dvc/config.local``, which git ignores), ``status`` says what runs, ``down`` stops it and
 removes its folder.
 

@@ -37,8 +37,11 @@ def status_table(stack: Stack) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", [name for name in SERVICES if now[name] != "running"]
 
 
-def command(action: str, folder: Path, repo: Path) -> None:
-    """``dcgan stack ACTION``: see the package's docstring."""
+def command(action: str, folder: Path, repo: Path, s3: bool = False) -> None:
+    """``dcgan stack ACTION``: see the package's docstring. ``s3``: `env` prints the S3 keys
+    as well."""
+    if s3 and action != "env":
+        raise DcganError(f"--s3 goes with `stack env` only, not with `stack {action}`")
     if action == "up":
         start = time.monotonic()
         stack = up(folder)
@@ -62,7 +65,7 @@ def command(action: str, folder: Path, repo: Path) -> None:
     if stack is None:
         raise DcganError(f"no stack in {Path(folder).resolve()}; start one with `./run stack up`")
     if action == "env":
-        sys.stdout.write(shell_exports(stack.client_env()))
+        sys.stdout.write(shell_exports({**stack.client_env(), **(stack.s3_env() if s3 else {})}))
     elif action == "remote":
         configure_dvc_remote(stack, repo)
         log.info(

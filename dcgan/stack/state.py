@@ -59,6 +59,12 @@ class Stack:
             "MLFLOW_TRACKING_PASSWORD": self.secrets["mlflow_admin"],
         }
 
+    def s3_env(self) -> dict[str, str]:
+        """The S3 keys as boto3 and DVC read them, for a clone whose DVC remote is the bucket
+        but holds no keys of its own (its .dvc/config.local is not cloned)."""
+        access, secret = self.s3_keys()
+        return {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
+
     def s3_keys(self) -> tuple[str, str]:
         return self.secrets["s3_access_key"], self.secrets["s3_secret_key"]
 

@@ -19,8 +19,10 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def last_line(done: subprocess.CompletedProcess) -> str:
-    """What a failed command said last: its stderr's last line, else its stdout's."""
-    return ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
+    """What a failed command said last: DVC's last ERROR line (DVC ends with a line on where to
+    ask for help), else its stderr's last line, else its stdout's."""
+    lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+    return ([line for line in lines if line.startswith("ERROR")] or lines or ["no output"])[-1]
 
 
 def remote_url(repo: Path, remote: str) -> str:
