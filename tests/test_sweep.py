@@ -219,30 +219,18 @@ def test_ctrl_c_cancels_the_trials_and_leaves_no_process_and_nothing_pushed(buil
 
     work, bare, env = pushed_copy(built_tiny, tmp_path)
     log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        sweep = subprocess.Popen(
-            ["dcgan", "sweep", "-S", "train.seed=1,2", "-n", "c"],
-            cwd=work,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # A terminal's command takes SIGINT; a suite started in the background by a shell
-            # without job control would hand down SIGINT ignored, and Python keeps it so.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+    sweep = started_as_a_terminal_would(["dcgan", "sweep", "-S", "train.seed=1,2", "-n", "c"],
+                                        work, env, log)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while not training(sweep.pid):
             assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
         started = psutil.Process(sweep.pid).children(recursive=True)
-        os.killpg(sweep.pid, signal.SIGINT)
-        assert sweep.wait(timeout=120) == 130, log.read_text()
+        interrupt(sweep, log)
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
-    assert "error: interrupted" in log.read_text()
     gone, alive = psutil.wait_procs(started, timeout=30)
     assert alive == [], [p.info for p in alive]
     assert not list(Path(tempfile.gettempdir()).glob("dcgan-c-*"))
@@ -251,6 +239,36 @@ def test_ctrl_c_cancels_the_trials_and_leaves_no_process_and_nothing_pushed(buil
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
     assert [r.info.status for r in runs if r.info.run_name == "c"] == ["KILLED"]
+
+
+def started_as_a_terminal_would(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen:
+    """``command`` in a process group of its own (Ctrl-C is SIGINT to it), its output in
+    ``log``."""
+    import signal
+
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # A terminal's command takes SIGINT; a suite started in the background by a shell
+            # without job control would hand down SIGINT ignored, and Python keeps it so.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+
+def interrupt(sweep: subprocess.Popen, log: Path) -> None:
+    """Ctrl-C: SIGINT to the command's process group; it exits 130 and says so."""
+    import signal
+
+    os.killpg(sweep.pid, signal.SIGINT)
+    assert sweep.wait(timeout=120) == 130, log.read_text()
+    assert "error: interrupted" in log.read_text()
 
 
 def training(pid: int) -> bool:

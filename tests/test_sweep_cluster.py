@@ -6,7 +6,7 @@ trials start, one on each worker; the worker that trains the first is powered of
 ends with one FINISHED run nested under the sweep's and one pushed experiment, and a third
 clone gets a trial's generator from the remotes alone. No secret of the hosts' environment
 reaches what the cluster keeps: its job and task tables (what Ray's dashboard shows) or its
-files."""
+files. And Ctrl-C on the head while a trial trains on each worker stops both, on their nodes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ from pathlib import Path
 import pytest
 
 from .conftest import experiment_names, run
-from .test_sweep import generator_in_a_third_clone, pushed_copy
+from .test_sweep import (
+    generator_in_a_third_clone,
+    interrupt,
+    pushed_copy,
+    started_as_a_terminal_would,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -336,3 +341,75 @@ def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leave
             for (value,) in db.execute("SELECT value FROM tags UNION ALL SELECT value FROM params"):
                 leaked = secret in str(value)
                 assert not leaked, "a secret is in a run's tags or params"
+
+
+def trial_processes(lan: Hosts, name: str, sweep: str) -> list:
+    """Host ``name``'s processes that work for a trial of ``sweep``: those in a trial's clone
+    (its dvc, git and stages), and what they started."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    for pid in lan.pids(name):
+        try:
+            proc = psutil.Process(pid)
+            if f"/dcgan-{sweep}-" in proc.cwd():
+                found[pid] = proc
+                found.update((child.pid, child) for child in proc.children(recursive=True))
+        except psutil.Error:  # gone, or a zombie whose cwd cannot be read
+            continue
+    return list(found.values())
+
+
+def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
+    built_tiny, tmp_path, hosts
+):
+    """Ctrl-C (SIGINT to `dcgan sweep --address`'s process group, on the head) while a trial
+    trains on each worker and a third waits: exit 130; on each worker, every process of its
+    trial gone and its clone removed; nothing pushed; the sweep's run KILLED, no trial's
+    FINISHED."""
+    import sqlite3
+
+    import psutil
+
+    work, bare, env = pushed_copy(built_tiny, tmp_path)
+    env = team_env(env, hosts, secrets.token_hex(12), secrets.token_hex(12))
+    server = tmp_path / "server"
+    server.mkdir()
+    head = start_cluster(hosts, env, server)
+    log = server / "sweep.log"
+    command = ["dcgan", "sweep", "-S", "train.seed=1,2,3", "-n", "c", "--address", head]
+    workers = ("alpha", "beta")
+    sweep = started_as_a_terminal_would(hosts.on("head", command), work, env, log)
+    try:
+        wait_for(
+            lambda: (
+                sweep.poll() is not None
+                or all(any(training_on(hosts, w, t) for w in workers) for t in ("c-1", "c-2"))
+            ),
+            "two trials training",
+            300,
+        )
+        assert sweep.poll() is None, log.read_text()
+        started = {w: trial_processes(hosts, w, "c") for w in workers}
+        assert all(started.values()), started
+        interrupt(sweep, log)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    # Gone by the time the command returns (a few seconds for their exits to be seen): a
+    # process left behind would die only later, of its clone deleted under it.
+    for worker, procs in started.items():
+        _, alive = psutil.wait_procs(procs, timeout=5)
+        assert alive == [], (worker, [p.cmdline() for p in alive])
+        assert trial_processes(hosts, worker, "c") == [], worker
+    assert not list(hosts.tmp.glob("dcgan-c-*"))  # each trial removed its clone
+    assert run(["git", "for-each-ref", "refs/exps"], bare, env) == ""
+
+    with contextlib.closing(sqlite3.connect(server / "mlflow.db")) as db:
+        statuses = db.execute(
+            "SELECT runs.name, runs.status FROM runs JOIN tags ON runs.run_uuid = tags.run_uuid "
+            "WHERE tags.key = 'dcgan.sweep' AND tags.value = 'c' OR "
+            "tags.key = 'dvc_exp_name' AND tags.value LIKE 'c-%'"
+        ).fetchall()
+    assert ("c", "KILLED") in statuses, statuses
+    assert not [s for s in statuses if s[0] != "c" and s[1] == "FINISHED"], statuses
