@@ -11,9 +11,9 @@ Runs are found by their DVC experiment name (the ``dvc_exp_name`` tag), ``study-
 ``--match`` keeps the names that match a regular expression; only finished runs count. A
 run's flags are its ``train`` params that differ from params.yaml's (besides the iteration
 count and the scoring interval). With the averaged generator on, the live G's curve is drawn
-dashed beside the average's. CPU minutes are the training loop's process CPU time (every
-thread) per iteration, times the iteration: they compare recipes on a shared machine where
-wall time cannot.
+dashed beside the average's; a recipe has one colour, a seed (``-s<N>``) one marker. CPU
+minutes are the training loop's process CPU time (every thread) per iteration, times the
+iteration: they compare recipes on a shared machine where wall time cannot.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ ROOT = HERE.parents[1]
 NAME = re.compile(r"study-(?P<name>[a-z0-9]+(?:-[a-z0-9]+)*)")
 THRESHOLDS = (40.0, 20.0, 10.0)
 LIVE = "live_fcd"  # the live G's score beside the average's (train.ema_decay > 0)
+SEEDED = re.compile(r"(?P<recipe>.+)-s(?P<seed>\d+)")  # study-<recipe>-s<seed>
+MARKERS = "os^Dv"  # a seed's marker
 # Shown in columns of their own, or the study's own setting: not a recipe's flag.
 NOT_FLAGS = {"train.iterations", "train.eval_interval"}
 
@@ -114,34 +116,55 @@ def table(found: dict, base: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def recipe_and_seed(name: str) -> tuple[str, int]:
+    """``ema0995-best-s1`` is recipe ``ema0995-best`` at seed 1; a name without ``-s<N>`` is
+    its recipe at seed 0."""
+    found = SEEDED.fullmatch(name)
+    return (found["recipe"], int(found["seed"])) if found else (name, 0)
+
+
 def figure(found: dict, out: Path) -> None:
-    """Every recipe's FCD curve on one log axis, with the thresholds."""
+    """Every run's FCD curve on one log axis, with the thresholds: a colour a recipe, a marker
+    a seed, the live G dashed beside its average."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for name, (run, lines_of) in sorted(found.items()):
+    recipes = sorted({recipe_and_seed(name)[0] for name in found})
+    colours = {recipe: f"C{k % 10}" for k, recipe in enumerate(recipes)}
+    seeds = sorted({recipe_and_seed(name)[1] for name in found})
+    for name, (_, lines_of) in sorted(found.items()):
+        recipe, seed = recipe_and_seed(name)
+        style = {"color": colours[recipe], "marker": MARKERS[seed % len(MARKERS)]}
         steps, values = zip(*lines_of[FCD], strict=True)
-        samples = run.data.params.get("train.eval_samples", "?")
-        (drawn,) = ax.plot(
-            steps, values, marker="o", markersize=3, label=f"{name} ({samples} samples)"
-        )
+        ax.plot(steps, values, markersize=3, linewidth=1, **style)
         if LIVE in lines_of:  # the average's run: its live G dashed, in the same colour
             steps, values = zip(*lines_of[LIVE], strict=True)
-            ax.plot(steps, values, color=drawn.get_color(), linestyle="--", linewidth=0.8)
+            ax.plot(steps, values, linestyle="--", linewidth=0.7, markersize=0, **style)
+    handles = [Line2D([], [], color=colours[recipe], label=recipe) for recipe in recipes]
+    if len(seeds) > 1:
+        handles += [
+            Line2D([], [], color="black", marker=MARKERS[s % len(MARKERS)], linestyle="none",
+                   markersize=4, label=f"seed {s}")
+            for s in seeds
+        ]  # fmt: skip
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     for threshold in THRESHOLDS:
         ax.axhline(threshold, color="grey", linewidth=0.6, linestyle="--")
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("FCD during training (lower is better)")
     live = any(LIVE in lines_of for _, lines_of in found.values())
+    samples = sorted({run.data.params.get("train.eval_samples", "?") for run, _ in found.values()})
     ax.set_title(
-        "FCD of G's samples during training, full MNIST" + (" (dashed: the live G)" if live else "")
+        f"FCD during training, full MNIST, {', '.join(samples)} samples a score"
+        + (" (dashed: the live G)" if live else ""),
+        fontsize=10,
     )
     ax.grid(True, which="both", linewidth=0.3)
-    ax.legend()
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
