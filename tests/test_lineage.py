@@ -94,6 +94,44 @@ def test_a_first_run_that_loses_the_race_to_create_the_experiment_joins_it(tmp_p
     assert client.get_run(tracker.run_id).info.experiment_id == experiment.experiment_id
 
 
+def test_a_run_that_loses_the_race_to_add_the_data_set_logs_the_one_another_added(
+    tmp_path, monkeypatch
+):
+    """Two machines' first runs log the same data set at once: the store looks it up, finds
+    none, and adds it, and the second add is refused (test_team's two machines once stopped
+    on PostgreSQL's "dataset_pk"). Here the other run's add lands between this run's lookup
+    and its add, in a real store; the run must log the data set the other one added."""
+    from mlflow.store.tracking.dbmodels.models import SqlDataset
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.orm import Query
+
+    uri = tracking_uri(tmp_path / "mlflow.db")
+    other, this = Tracker.start("team", "other", uri=uri), Tracker.start("team", "this", uri=uri)
+    data = ("sample", "ab" * 32, "file:///data/prepared", {"train_count": 4000})
+    lookup, raced = Query.all, []
+
+    def before_the_other_run_added_it(query):
+        if not raced and query.column_descriptions[0]["entity"] is SqlDataset:
+            raced.append(True)
+            other.log_dataset(*data)
+            return []  # what this run's lookup found, a moment before
+        return lookup(query)
+
+    monkeypatch.setattr(Query, "all", before_the_other_run_added_it)
+    this.log_dataset(*data)
+    monkeypatch.undo()
+    assert raced
+    client = MlflowClient(uri)
+    logged = {
+        tracker.run_id: [i.dataset for i in client.get_run(tracker.run_id).inputs.dataset_inputs]
+        for tracker in (other, this)
+    }
+    assert {run: [(d.name, d.digest) for d in sets] for run, sets in logged.items()} == {
+        other.run_id: [("sample", ("ab" * 32)[:36])],
+        this.run_id: [("sample", ("ab" * 32)[:36])],
+    }
+
+
 def test_a_run_whose_process_died_is_closed_as_killed_by_the_next(tmp_path):
     """A train stage killed before its first checkpoint leaves its run RUNNING; the next
     train on this machine marks it KILLED. Live processes' runs and other machines' runs

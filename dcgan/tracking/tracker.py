@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -136,12 +137,15 @@ class Tracker:
             profile=json.dumps({"sha256": sha256, **profile}),
         )
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
-        self._call(
-            "logging the data set",
-            self.client.log_inputs,
-            self.run_id,
-            datasets=[DatasetInput(dataset, tags=tags)],
-        )
+        inputs = [DatasetInput(dataset, tags=tags)]
+        try:
+            self._call("logging the data set", self.client.log_inputs, self.run_id, inputs)
+        except Exception as exc:
+            if not _lost_the_race_to_add(exc):
+                raise
+            # The store looks a data set up and adds it if missing, in two steps: another
+            # machine's run added the same one in between. Now the lookup finds it.
+            self._call("logging the data set", self.client.log_inputs, self.run_id, inputs)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -250,6 +254,15 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+# A store's refusal of a second row for the same data set (experiment, name, digest): in
+# PostgreSQL's words (through a server) and in SQLite's.
+DUPLICATE_DATA_SET = re.compile(r'"dataset_pk"|UNIQUE constraint failed: datasets\.')
+
+
+def _lost_the_race_to_add(exc: BaseException) -> bool:
+    return DUPLICATE_DATA_SET.search(str(exc)) is not None
 
 
 def _experiment_id(tracker: Tracker, experiment: str) -> str:
