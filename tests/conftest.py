@@ -257,6 +257,7 @@ class TinyBuild:
         self.folder = folder
         self.log = folder / "repro.log"
         self.seconds: float | None = None
+        self.cpu_seconds: float | None = None
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> TinyBuild:
@@ -273,9 +274,14 @@ class TinyBuild:
                 start_new_session=True,  # stopped as a group if the session ends first
             )
 
-        def timed() -> None:  # the wall time of the build itself, not of whoever waits for it
-            self.proc.wait()
+        def timed() -> None:  # the build's own times, not those of whoever waits for it
+            try:  # wait4: the CPU time of dvc and of every stage process it waited for
+                _, status, usage = os.wait4(self.proc.pid, 0)
+            except ChildProcessError:  # stop() reaped it first
+                return
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
             self.seconds = time.monotonic() - start
+            self.cpu_seconds = usage.ru_utime + usage.ru_stime
 
         self.waiter = threading.Thread(target=timed, daemon=True)
         self.waiter.start()
@@ -290,7 +296,7 @@ class TinyBuild:
             pytest.fail(f"dvc repro of the tiny pipeline took over {timeout:.0f} s")
         output = self.log.read_text()
         assert self.proc.returncode == 0, f"dvc repro of the tiny pipeline failed:\n{output}"
-        return BuiltPipeline(self.repo, self.env, self.seconds)
+        return BuiltPipeline(self.repo, self.env, self.seconds, self.cpu_seconds)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,6 +22,9 @@ class BuiltPipeline:
     repo: Path
     env: dict[str, str]  # the environment DVC ran in
     seconds: float  # the wall time of that `dvc repro`
+    # Its CPU time and its stages', every core: what it costs whatever else shares the cores
+    # (the build runs beside the first tests, so its wall time grows with theirs).
+    cpu_seconds: float
 
 
 def relocate_mlflow_store(db: Path, old: Path, new: Path) -> None:

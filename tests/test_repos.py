@@ -15,7 +15,7 @@ def test_a_copys_mlflow_store_logs_into_the_copy(tmp_path):
     experiment = client.create_experiment("dcgan", (built / "mlruns").as_uri())
     first = client.create_run(experiment).info.run_id
 
-    copy, _ = copy_built(BuiltPipeline(built, {}, 0.0), tmp_path / "copy")
+    copy, _ = copy_built(BuiltPipeline(built, {}, 0.0, 0.0), tmp_path / "copy")
     client = MlflowClient(tracking_uri=f"sqlite:///{copy / 'mlflow.db'}")
     assert client.get_experiment(experiment).artifact_location == (copy / "mlruns").as_uri()
     assert client.get_run(first).info.artifact_uri.startswith((copy / "mlruns").as_uri())
