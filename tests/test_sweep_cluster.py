@@ -6,11 +6,13 @@ trials start, one on each worker; the worker that trains the first is powered of
 ends with one FINISHED run nested under the sweep's and one pushed experiment, and a third
 clone gets a trial's generator from the remotes alone. No secret of the hosts' environment
 reaches what the cluster keeps: its job and task tables (what Ray's dashboard shows) or its
-files. And Ctrl-C on the head while a trial trains on each worker stops both, on their nodes."""
+files. And Ctrl-C on the head while a trial trains on each worker stops both, on their nodes.
+Both tests run on one cluster, the Ctrl-C test first (the power-off test leaves one worker)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -117,7 +119,7 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hosts() -> Iterator[Hosts]:
     lan = Hosts(["head", "alpha", "beta"])
     try:
@@ -233,6 +235,34 @@ def start_cluster(lan: Hosts, env: dict[str, str], server: Path) -> str:
     return head
 
 
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The module's running cluster: its hosts, the environment every host and the sweep run
+    with (team_env's), the tracking server's folder, the head's address and the secrets of
+    that environment."""
+
+    lan: Hosts
+    env: dict[str, str]
+    server: Path
+    head: str
+    secrets: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def cluster(built_tiny, tmp_path_factory, hosts) -> Cluster:
+    """One cluster for the module's tests, started once (Ray's head and two workers joining
+    one after the other, and the server: ~12 s). The Ctrl-C test comes first: the power-off
+    test leaves one worker."""
+    folder = tmp_path_factory.mktemp("cluster")
+    password, s3_key = secrets.token_hex(12), secrets.token_hex(12)
+    # Ray keeps its token under ~/.ray: a home of the module's own.
+    env = team_env({**built_tiny.env, "HOME": str(folder / "home")}, hosts, password, s3_key)
+    server = folder / "server"
+    server.mkdir()
+    head = start_cluster(hosts, env, server)
+    return Cluster(hosts, env, server, head, (password, s3_key))
+
+
 def sweep_losing_a_node(
     lan: Hosts, work: Path, env: dict[str, str], server: Path, head: str
 ) -> tuple[str, str, dict]:
@@ -274,75 +304,6 @@ def sweep_losing_a_node(
     return log.read_text(), lost, json.loads(state.stdout.strip().splitlines()[-1])
 
 
-def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leaves(
-    built_tiny, tmp_path, hosts
-):
-    import sqlite3
-
-    from mlflow.tracking import MlflowClient
-
-    work, bare, env = pushed_copy(built_tiny, tmp_path)
-    password, s3_key = secrets.token_hex(12), secrets.token_hex(12)
-    env = team_env(env, hosts, password, s3_key)
-    server = tmp_path / "server"
-    server.mkdir()
-    head = start_cluster(hosts, env, server)
-    output, lost, state = sweep_losing_a_node(hosts, work, env, server, head)
-
-    # Both trials finished on the worker left, n-1 on its second attempt; each result names
-    # the node, by Ray's id and by hostname.
-    (survivor,) = {"alpha", "beta"} - {lost}
-    rows = [line for line in output.splitlines() if line.startswith("| n-")]
-    assert sorted(r.split("|")[1].strip() for r in rows) == ["n-1", "n-2"]
-    assert all(f"| {survivor} |" in row for row in rows), rows
-    (table,) = (server / "artifacts").rglob("sweep.json")
-    results = {r["name"]: r for r in json.loads(table.read_text())}
-    assert {r["node_id"] for r in results.values()} == {state["nodes"][hosts.ip[survivor]]}
-    assert experiment_names(bare, env) == ["n-1", "n-2"]
-
-    # Each trial one FINISHED run, nested under the sweep's; the powered-off attempt KILLED.
-    client = MlflowClient(tracking_uri=f"sqlite:///{server / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
-    (parent,) = [
-        r for r in runs if r.data.tags.get("dcgan.sweep") == "n" and r.info.run_name == "n"
-    ]
-    assert parent.info.status == "FINISHED"
-    attempts = {
-        name: sorted(
-            (r.info.status, r.info.run_id) for r in runs if r.data.tags.get("dvc_exp_name") == name
-        )
-        for name in ("n-1", "n-2")
-    }
-    assert [status for status, _ in attempts["n-1"]] == ["FINISHED", "KILLED"]
-    assert [status for status, _ in attempts["n-2"]] == ["FINISHED"]
-    children = {
-        r.info.run_id: r
-        for r in runs
-        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-    }
-    assert {attempts[name][0][1] for name in attempts} == set(children)
-    assert {results[name]["run_id"] for name in results} == set(children)
-
-    # A third clone gets n-1's generator from the two remotes alone, as its run recorded it.
-    onnx = generator_in_a_third_clone(bare, "n-1", tmp_path / "third", env)
-    assert onnx == children[attempts["n-1"][0][1]].data.tags["dcgan.onnx_sha256"]
-
-    # No secret where Ray keeps what it shows or writes, nor in the runs.
-    shown = json.dumps(state)
-    assert state["jobs"] and "dcgan.sweep.trial" in shown  # the tables were read
-    for secret in (password, s3_key):
-        leaked = secret in shown
-        assert not leaked, "a secret is in Ray's job or task table"
-        for path in hosts.tmp.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                leaked = secret.encode() in path.read_bytes()
-                assert not leaked, f"a secret is in {path}"
-        with sqlite3.connect(server / "mlflow.db") as db:
-            for (value,) in db.execute("SELECT value FROM tags UNION ALL SELECT value FROM params"):
-                leaked = secret in str(value)
-                assert not leaked, "a secret is in a run's tags or params"
-
-
 def trial_processes(lan: Hosts, name: str, sweep: str) -> list:
     """Host ``name``'s processes that work for a trial of ``sweep``: those in a trial's clone
     (its dvc, git and stages), and what they started."""
@@ -361,7 +322,7 @@ def trial_processes(lan: Hosts, name: str, sweep: str) -> list:
 
 
 def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
-    built_tiny, tmp_path, hosts
+    built_tiny, tmp_path, cluster
 ):
     """Ctrl-C (SIGINT to `dcgan sweep --address`'s process group, on the head) while a trial
     trains on each worker and a third waits: exit 130; on each worker, every process of its
@@ -371,12 +332,9 @@ def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
 
     import psutil
 
-    work, bare, env = pushed_copy(built_tiny, tmp_path)
-    env = team_env(env, hosts, secrets.token_hex(12), secrets.token_hex(12))
-    server = tmp_path / "server"
-    server.mkdir()
-    head = start_cluster(hosts, env, server)
-    log = server / "sweep.log"
+    hosts, env, server, head = cluster.lan, cluster.env, cluster.server, cluster.head
+    work, bare, _ = pushed_copy(built_tiny, tmp_path)
+    log = tmp_path / "sweep.log"
     command = ["dcgan", "sweep", "-S", "train.seed=1,2,3", "-n", "c", "--address", head]
     workers = ("alpha", "beta")
     sweep = started_as_a_terminal_would(hosts.on("head", command), work, env, log)
@@ -413,3 +371,68 @@ def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
         ).fetchall()
     assert ("c", "KILLED") in statuses, statuses
     assert not [s for s in statuses if s[0] != "c" and s[1] == "FINISHED"], statuses
+
+
+def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leaves(
+    built_tiny, tmp_path, cluster
+):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    hosts, env, server, head = cluster.lan, cluster.env, cluster.server, cluster.head
+    work, bare, _ = pushed_copy(built_tiny, tmp_path)
+    output, lost, state = sweep_losing_a_node(hosts, work, env, server, head)
+
+    # Both trials finished on the worker left, n-1 on its second attempt; each result names
+    # the node, by Ray's id and by hostname.
+    (survivor,) = {"alpha", "beta"} - {lost}
+    rows = [line for line in output.splitlines() if line.startswith("| n-")]
+    assert sorted(r.split("|")[1].strip() for r in rows) == ["n-1", "n-2"]
+    assert all(f"| {survivor} |" in row for row in rows), rows
+    assert experiment_names(bare, env) == ["n-1", "n-2"]
+
+    # Each trial one FINISHED run, nested under the sweep's; the powered-off attempt KILLED.
+    client = MlflowClient(tracking_uri=f"sqlite:///{server / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dcgan").experiment_id])
+    (parent,) = [
+        r for r in runs if r.data.tags.get("dcgan.sweep") == "n" and r.info.run_name == "n"
+    ]
+    assert parent.info.status == "FINISHED"
+    (table,) = (server / "artifacts").rglob(f"{parent.info.run_id}/artifacts/sweep.json")
+    results = {r["name"]: r for r in json.loads(table.read_text())}
+    assert {r["node_id"] for r in results.values()} == {state["nodes"][hosts.ip[survivor]]}
+    attempts = {
+        name: sorted(
+            (r.info.status, r.info.run_id) for r in runs if r.data.tags.get("dvc_exp_name") == name
+        )
+        for name in ("n-1", "n-2")
+    }
+    assert [status for status, _ in attempts["n-1"]] == ["FINISHED", "KILLED"]
+    assert [status for status, _ in attempts["n-2"]] == ["FINISHED"]
+    children = {
+        r.info.run_id: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert {attempts[name][0][1] for name in attempts} == set(children)
+    assert {results[name]["run_id"] for name in results} == set(children)
+
+    # A third clone gets n-1's generator from the two remotes alone, as its run recorded it.
+    onnx = generator_in_a_third_clone(bare, "n-1", tmp_path / "third", env)
+    assert onnx == children[attempts["n-1"][0][1]].data.tags["dcgan.onnx_sha256"]
+
+    # No secret where Ray keeps what it shows or writes, nor in the runs.
+    shown = json.dumps(state)
+    assert state["jobs"] and "dcgan.sweep.trial" in shown  # the tables were read
+    for secret in cluster.secrets:
+        leaked = secret in shown
+        assert not leaked, "a secret is in Ray's job or task table"
+        for path in hosts.tmp.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                leaked = secret.encode() in path.read_bytes()
+                assert not leaked, f"a secret is in {path}"
+        with sqlite3.connect(server / "mlflow.db") as db:
+            for (value,) in db.execute("SELECT value FROM tags UNION ALL SELECT value FROM params"):
+                leaked = secret in str(value)
+                assert not leaked, "a secret is in a run's tags or params"
