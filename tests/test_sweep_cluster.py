@@ -30,7 +30,6 @@ import pytest
 from .conftest import experiment_names, run
 from .test_sweep import (
     generator_in_a_third_clone,
-    interrupt,
     pushed_copy,
     started_as_a_terminal_would,
 )
@@ -321,13 +320,40 @@ def trial_processes(lan: Hosts, name: str, sweep: str) -> list:
     return list(found.values())
 
 
+def watcher(proc) -> bool:
+    """A stage's run watcher (dcgan.tracking.watcher): in a session of its own by design, it
+    outlives a killed stage for the seconds it takes to mark the run KILLED, then exits."""
+    import psutil
+
+    try:
+        return "dcgan.tracking.watcher" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def left_behind(procs: list) -> list[tuple[int, str]]:
+    """Those of ``procs`` still running in a folder that is gone, by pid and command line: a
+    trial that removed its clone before its processes stopped left them there (they die
+    later, of the folder)."""
+    import psutil
+
+    found = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and not Path(proc.cwd()).exists():
+                found.append((proc.pid, " ".join(proc.cmdline())[:120]))
+        except psutil.Error:  # gone: fine
+            continue
+    return found
+
+
 def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
     built_tiny, tmp_path, cluster
 ):
     """Ctrl-C (SIGINT to `dcgan sweep --address`'s process group, on the head) while a trial
     trains on each worker and a third waits: exit 130; on each worker, every process of its
-    trial gone and its clone removed; nothing pushed; the sweep's run KILLED, no trial's
-    FINISHED."""
+    trial gone and its clone removed (its stages' run watchers once they have closed their
+    runs); nothing pushed; the sweep's run KILLED and no trial's left RUNNING."""
     import sqlite3
 
     import psutil
@@ -348,19 +374,32 @@ def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
             300,
         )
         assert sweep.poll() is None, log.read_text()
-        started = {w: trial_processes(hosts, w, "c") for w in workers}
+        started = {
+            w: [p for p in trial_processes(hosts, w, "c") if not watcher(p)] for w in workers
+        }
         assert all(started.values()), started
-        interrupt(sweep, log)
+        procs = [proc for found in started.values() for proc in found]
+        os.killpg(sweep.pid, signal.SIGINT)
+        # Each trial stops its processes, then removes its clone: none may run on in a
+        # removed clone at any moment until the command has returned.
+        orphans, deadline = [], time.monotonic() + 120
+        while sweep.poll() is None and time.monotonic() < deadline:
+            orphans += left_behind(procs)
+            time.sleep(0.1)
+        orphans += left_behind(procs)
+        assert sweep.wait(timeout=5) == 130, log.read_text()
+        assert "error: interrupted" in log.read_text()
+        assert orphans == [], sorted(set(orphans))
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
-    # Gone by the time the command returns (a few seconds for their exits to be seen): a
-    # process left behind would die only later, of its clone deleted under it.
-    for worker, procs in started.items():
+    for worker, procs in started.items():  # and gone (a few seconds for exits to be seen)
         _, alive = psutil.wait_procs(procs, timeout=5)
         assert alive == [], (worker, [p.cmdline() for p in alive])
-        assert trial_processes(hosts, worker, "c") == [], worker
+        assert [p for p in trial_processes(hosts, worker, "c") if not watcher(p)] == [], worker
     assert not list(hosts.tmp.glob("dcgan-c-*"))  # each trial removed its clone
+    wait_for(lambda: not any(trial_processes(hosts, w, "c") for w in workers), "the watchers", 60)
+    assert not [line for line in log.read_text().splitlines() if line.startswith("| c-")]
     assert run(["git", "for-each-ref", "refs/exps"], bare, env) == ""
 
     with contextlib.closing(sqlite3.connect(server / "mlflow.db")) as db:
@@ -370,7 +409,9 @@ def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
             "tags.key = 'dvc_exp_name' AND tags.value LIKE 'c-%'"
         ).fetchall()
     assert ("c", "KILLED") in statuses, statuses
-    assert not [s for s in statuses if s[0] != "c" and s[1] == "FINISHED"], statuses
+    # A trial's run is KILLED if Ctrl-C came in its train stage (its watcher closed it), or
+    # FINISHED if the stage had ended: never left RUNNING.
+    assert not [s for s in statuses if s[0] != "c" and s[1] == "RUNNING"], statuses
 
 
 def test_two_trials_on_two_workers_one_powered_off_mid_trial_and_no_secret_leaves(
