@@ -227,10 +227,12 @@ def test_ctrl_c_cancels_the_trials_and_leaves_no_process_and_nothing_pushed(buil
             assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
         started = psutil.Process(sweep.pid).children(recursive=True)
-        interrupt(sweep, log)
+        os.killpg(sweep.pid, signal.SIGINT)
+        assert sweep.wait(timeout=120) == 130, log.read_text()
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
+    assert "error: interrupted" in log.read_text()
     gone, alive = psutil.wait_procs(started, timeout=30)
     assert alive == [], [p.info for p in alive]
     assert not list(Path(tempfile.gettempdir()).glob("dcgan-c-*"))
@@ -260,15 +262,6 @@ def started_as_a_terminal_would(
             # without job control would hand down SIGINT ignored, and Python keeps it so.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-
-
-def interrupt(sweep: subprocess.Popen, log: Path) -> None:
-    """Ctrl-C: SIGINT to the command's process group; it exits 130 and says so."""
-    import signal
-
-    os.killpg(sweep.pid, signal.SIGINT)
-    assert sweep.wait(timeout=120) == 130, log.read_text()
-    assert "error: interrupted" in log.read_text()
 
 
 def training(pid: int) -> bool:

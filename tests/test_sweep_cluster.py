@@ -165,14 +165,32 @@ def running_runs(db: Path, experiment: str) -> int:
         return 0
 
 
-def training_on(lan: Hosts, name: str, trial: str) -> bool:
-    """Whether host ``name`` runs the train stage of ``trial`` (in that trial's clone)."""
+def trial_processes(lan: Hosts, name: str, trials: str) -> list:
+    """Host ``name``'s processes that work for ``trials`` (a sweep's name, or one trial's):
+    those in such a trial's clone (its dvc, git and stages), and what they started."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
     for pid in lan.pids(name):
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-            if "stages.train" in command and f"dcgan-{trial}-" in os.readlink(f"/proc/{pid}/cwd"):
+            proc = psutil.Process(pid)
+            if f"/dcgan-{trials}-" in proc.cwd():
+                found[pid] = proc
+                found.update((child.pid, child) for child in proc.children(recursive=True))
+        except psutil.Error:  # gone, or a zombie whose cwd cannot be read
+            continue
+    return list(found.values())
+
+
+def training_on(lan: Hosts, name: str, trial: str) -> bool:
+    """Whether host ``name`` runs the train stage of ``trial`` (in that trial's clone)."""
+    import psutil
+
+    for proc in trial_processes(lan, name, trial):
+        try:
+            if "stages.train" in proc.cmdline():
                 return True
-        except OSError:
+        except psutil.Error:
             continue
     return False
 
@@ -301,23 +319,6 @@ def sweep_losing_a_node(
         if sweep.poll() is None:
             sweep.kill()
     return log.read_text(), lost, json.loads(state.stdout.strip().splitlines()[-1])
-
-
-def trial_processes(lan: Hosts, name: str, sweep: str) -> list:
-    """Host ``name``'s processes that work for a trial of ``sweep``: those in a trial's clone
-    (its dvc, git and stages), and what they started."""
-    import psutil
-
-    found: dict[int, psutil.Process] = {}
-    for pid in lan.pids(name):
-        try:
-            proc = psutil.Process(pid)
-            if f"/dcgan-{sweep}-" in proc.cwd():
-                found[pid] = proc
-                found.update((child.pid, child) for child in proc.children(recursive=True))
-        except psutil.Error:  # gone, or a zombie whose cwd cannot be read
-            continue
-    return list(found.values())
 
 
 def watcher(proc) -> bool:

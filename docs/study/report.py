@@ -133,11 +133,12 @@ def figure(found: dict, out: Path) -> None:
     from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    recipes = sorted({recipe_and_seed(name)[0] for name in found})
+    named = {name: recipe_and_seed(name) for name in found}
+    recipes = sorted({recipe for recipe, _ in named.values()})
     colours = {recipe: f"C{k % 10}" for k, recipe in enumerate(recipes)}
-    seeds = sorted({recipe_and_seed(name)[1] for name in found})
+    seeds = sorted({seed for _, seed in named.values()})
     for name, (_, lines_of) in sorted(found.items()):
-        recipe, seed = recipe_and_seed(name)
+        recipe, seed = named[name]
         style = {"color": colours[recipe], "marker": MARKERS[seed % len(MARKERS)]}
         steps, values = zip(*lines_of[FCD], strict=True)
         ax.plot(steps, values, markersize=3, linewidth=1, **style)
