@@ -77,11 +77,17 @@ class Prepared:
     meta: dict[str, Any]
 
 
+def require_prepared(data_dir: str | os.PathLike[str]) -> None:
+    """Refuse a folder the prepare stage has not written, saying to run it (cheap: a stage
+    calls it before TensorFlow loads)."""
+    if not (Path(data_dir) / "meta.json").is_file():
+        raise DcganError(f"{data_dir} holds no prepared data; run `dvc repro prepare` first")
+
+
 def load_prepared(data_dir: str | os.PathLike[str]) -> Prepared:
     """Read what :func:`write_prepared` wrote; a missing folder says to run the prepare stage."""
     data_dir = Path(data_dir)
-    if not (data_dir / "meta.json").is_file():
-        raise DcganError(f"{data_dir} holds no prepared data; run `dvc repro prepare` first")
+    require_prepared(data_dir)
     arrays = {}
     for split in SPLITS:
         for kind in ("x", "y"):

@@ -71,11 +71,20 @@ def test_export_refuses_a_missing_or_broken_training_record_before_tensorflow(
     assert sorted(tmp_path.rglob("*")) == before  # no ONNX file, no temporary one
 
 
+def test_train_refuses_a_folder_without_prepared_data_before_tensorflow(tmp_path):
+    data = tmp_path / "nowhere"
+    command = stage_command("train", tmp_path, params=ROOT / "params.yaml", data=data)
+    proc = run_without_tensorflow(command, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    problem = "holds no prepared data; run `dvc repro prepare` first"
+    assert proc.stderr.strip().splitlines() == [f"error: {data} {problem}"]
+    assert list(tmp_path.iterdir()) == []  # no MLflow store, no output folder
+
+
 @pytest.mark.slow  # starts a TensorFlow process per stage
 @pytest.mark.parametrize(
     ("stage", "args", "message"),
     [
-        ("train", {"data": "nowhere"}, "holds no prepared data; run `dvc repro prepare` first"),
         (
             "export",
             {"training": "nowhere/training.json"},
