@@ -244,9 +244,13 @@ def start_cluster(lan: Hosts, env: dict[str, str], server: Path) -> str:
 
     # One after the other: two nodes joining at once from one disk race for the socket names
     # in Ray's session folder ("Failed to get node info"), which separate machines do not share.
+    # Each joins with SIGINT ignored, as `ray start` from a script's background job does:
+    # Ctrl-C on the driver must stop the trials on such nodes too.
+    ignoring_sigint = ["sh", "-c", 'trap "" INT; exec "$0" "$@"']
     for worker in ("alpha", "beta"):
         command = [*ray_cmd, "--address", head, "--node-ip-address", lan.ip[worker]]
-        run(lan.on(worker, [*command, "--resources", '{"dcgan_trial": 1}']), server, env)
+        command = [*ignoring_sigint, *command, "--resources", '{"dcgan_trial": 1}']
+        run(lan.on(worker, command), server, env)
     tracking = env["MLFLOW_TRACKING_URI"]
     wait_for(lambda: answers(lan, f"{tracking}/health", env), "the tracking server", 120)
     return head

@@ -11,10 +11,12 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def run(spec: TrialSpec) -> dict:
     from dcgan.tracking.store import tracking_uri
 
     start = time.monotonic()
+    _cancellable()
     node = _node()
     with tempfile.TemporaryDirectory(prefix=f"dcgan-{spec.name}-") as folder:
         repo = Path(folder) / "repo"
@@ -78,6 +81,18 @@ def run(spec: TrialSpec) -> dict:
     found["overrides"] = list(spec.overrides)
     found["seconds"] = round(time.monotonic() - start, 1)
     return found
+
+
+def _cancellable() -> None:
+    """Let Ctrl-C on the driver reach this task. Ray cancels a running task by raising
+    KeyboardInterrupt in it through ``_thread.interrupt_main``, which does nothing while SIGINT
+    is ignored; a node started by `ray start` from a script's background job (`cmd &`, nohup)
+    has it ignored, and its workers inherit that. The trial would then run on until the
+    driver's grace ran out and Ray killed its worker, leaving its clone on the disk."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGINT
+    ) in (signal.SIG_IGN, signal.SIG_DFL):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _link_web_deps(repo: Path) -> None:
