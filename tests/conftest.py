@@ -26,6 +26,11 @@ from dcgan.stack import supervise
 from dcgan.stack.supervise import Proc
 
 from .repos import BuiltPipeline
+from .scheduling import (  # noqa: F401 (pytest finds hooks by name in a conftest)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_xdist_make_scheduler,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -303,10 +308,19 @@ class TinyBuild:
             stop_group(self.proc)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
+def _early_starts(request):
+    """The tiny build and test_team's stack start with the first slow test a process runs
+    (under xdist, the worker that runs them all), beside the tests before their users."""
+    if request.node.get_closest_marker("slow") is not None:
+        request.getfixturevalue("_tiny_build")
+        request.getfixturevalue("_early_stack")
+
+
+@pytest.fixture(scope="session")
 def _tiny_build(request, tmp_path_factory, _session_store_and_clean_checkout):
-    """The tiny build, started at once when a selected test needs ``built_tiny`` (in the
-    store and cache folders the session set), and stopped if the session ends before it."""
+    """The tiny build, started when a selected test needs ``built_tiny`` (in the store and
+    cache folders the session set), and stopped if the session ends before it."""
     build = TinyBuild(tmp_path_factory.mktemp("built"))
     if any("built_tiny" in item.fixturenames for item in request.session.items):
         build.start()
@@ -314,12 +328,12 @@ def _tiny_build(request, tmp_path_factory, _session_store_and_clean_checkout):
     build.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _early_stack(request, tmp_path_factory):
-    """The team's stack (dcgan.stack) for test_team's ``stack``, started in a thread as the
-    session begins when a selected test needs it: its ~12 s are spent waiting on PostgreSQL,
-    SeaweedFS and the mlflow server, beside the tests before it. Removed at the end if the
-    module has not removed it."""
+    """The team's stack (dcgan.stack) for test_team's ``stack``, started in a thread when a
+    selected test needs it: its ~12 s are spent waiting on PostgreSQL, SeaweedFS and the
+    mlflow server, beside the tests before it. Removed at the end if the module has not
+    removed it."""
     from dcgan import stack as team
 
     if not any("stack" in item.fixturenames for item in request.session.items):
