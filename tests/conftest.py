@@ -62,6 +62,16 @@ def _session_store_and_clean_checkout(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _early_starts(request):
+    """The tiny build and test_team's stack start with the first slow test a process runs
+    (under xdist, the worker that runs them all), beside the tests before their users; before
+    ``_isolated_mlflow`` (defined after it), so in the session's store and cache folders."""
+    if request.node.get_closest_marker("slow") is not None:
+        request.getfixturevalue("_tiny_build")
+        request.getfixturevalue("_early_stack")
+
+
+@pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path_factory, monkeypatch):
     store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
@@ -306,15 +316,6 @@ class TinyBuild:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             stop_group(self.proc)
-
-
-@pytest.fixture(autouse=True)
-def _early_starts(request):
-    """The tiny build and test_team's stack start with the first slow test a process runs
-    (under xdist, the worker that runs them all), beside the tests before their users."""
-    if request.node.get_closest_marker("slow") is not None:
-        request.getfixturevalue("_tiny_build")
-        request.getfixturevalue("_early_stack")
 
 
 @pytest.fixture(scope="session")
