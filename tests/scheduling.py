@@ -5,9 +5,9 @@ they wait on servers and subprocesses.
 
 xdist's own `--dist loadgroup` would do it with an `xdist_group` mark, but it groups by a
 suffix it writes into each test's nodeid, which pytest 9.2 no longer takes
-(pytest-dev/pytest-xdist#1386): the groups are silently ignored. So the workers write the
-slow tests' ids to a file, and the controller's scheduler reads it: the slow tests are one
-unit of work, every quick test a unit of its own. The hooks are conftest's."""
+(pytest-dev/pytest-xdist#1386): the groups are silently ignored. So the first worker writes
+the slow tests' ids to a file, and the controller's scheduler reads it: the slow tests are
+one unit of work, every quick test a unit of its own. The hooks are conftest's."""
 
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     path = os.environ.get(SLOW_IDS_ENV)
     if path is None or not hasattr(config, "workerinput"):
         return
-    ids = "".join(f"{item.nodeid}\n" for item in items if item.get_closest_marker("slow"))
-    # Every worker collects the same tests: each writes the whole list, then renames it in.
-    partial = Path(f"{path}.{config.workerinput['workerid']}")
-    partial.write_text(ids)
-    partial.replace(path)
+    # Every worker collects the same tests; the controller schedules once all have: the
+    # first worker's list is the list.
+    if config.workerinput["workerid"] == "gw0":
+        slow = (item.nodeid for item in items if item.get_closest_marker("slow"))
+        Path(path).write_text("".join(f"{nodeid}\n" for nodeid in slow))
 
 
 class SlowOnOneWorker(LoadScopeScheduling):

@@ -295,8 +295,6 @@ def test_a_failed_dvc_command_of_the_driver_is_reported_by_dvcs_error_not_its_he
     """DVC ends a failure with a line on where to ask for help; the driver's one line keeps
     the ERROR line before it (a push without the S3 keys once said only "Having any
     troubles?")."""
-    import subprocess
-
     from dcgan.sweep.checks import last_line
 
     cause = "ERROR: failed to push data to the cloud - Unable to locate credentials"
@@ -305,9 +303,7 @@ def test_a_failed_dvc_command_of_the_driver_is_reported_by_dvcs_error_not_its_he
         "Having any troubles? Hit us up at https://dvc.org/support, we are always happy to help!\n"
     )
     done = subprocess.CompletedProcess(["dvc", "push"], 1, stdout="", stderr=said)
-    assert (
-        last_line(done) == "ERROR: failed to push data to the cloud - Unable to locate credentials"
-    )
+    assert last_line(done) == cause
     git_said = subprocess.CompletedProcess(["git"], 128, stdout="", stderr="fatal: no remote\n\n")
     assert last_line(git_said) == "fatal: no remote"
     quiet = subprocess.CompletedProcess(["dvc"], 1, stdout="", stderr="")

@@ -356,9 +356,10 @@ def test_ctrl_c_on_the_driver_stops_the_trials_on_every_node_and_pushes_nothing(
     built_tiny, tmp_path, cluster
 ):
     """Ctrl-C (SIGINT to `dcgan sweep --address`'s process group, on the head) while a trial
-    trains on each worker and a third waits: exit 130; on each worker, every process of its
-    trial gone and its clone removed (its stages' run watchers once they have closed their
-    runs); nothing pushed; the sweep's run KILLED and no trial's left RUNNING."""
+    trains on each worker (both joined with SIGINT ignored) and a third waits: exit 130; on
+    each worker, every process of its trial gone and its clone removed (its stages' run
+    watchers once they have closed their runs); nothing pushed; the sweep's run KILLED and no
+    trial's left RUNNING."""
     import sqlite3
 
     import psutil

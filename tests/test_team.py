@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import link_web_deps, run, stage_command
+from .conftest import experiment_names, link_web_deps, run, stage_command
 from .repos import copy_built
 
 pytestmark = pytest.mark.slow
@@ -277,7 +277,6 @@ def test_a_sweep_on_the_stack_pushes_each_trial_nests_its_run_and_reports_the_on
     import ray
     from mlflow.tracking import MlflowClient
 
-    from .conftest import experiment_names
     from .test_sweep import generator_in_a_third_clone, pushed_copy
 
     work, bare, env = pushed_copy(built_tiny, tmp_path, "s3://dvc/sweep", stack.s3_endpoint)

@@ -89,9 +89,8 @@ def _cancellable() -> None:
     is ignored; a node started by `ray start` from a script's background job (`cmd &`, nohup)
     has it ignored, and its workers inherit that. The trial would then run on until the
     driver's grace ran out and Ray killed its worker, leaving its clone on the disk."""
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(
-        signal.SIGINT
-    ) in (signal.SIG_IGN, signal.SIG_DFL):
+    unhandled = signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL)
+    if unhandled and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
